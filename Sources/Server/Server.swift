@@ -1,0 +1,4 @@
+// Server module
+public enum Server {
+    public static func main() {}
+}

@@ -1,0 +1,2 @@
+import Server
+Server.main()

@@ -1,0 +1,3 @@
+import Testing
+
+@Test func placeholderJSONTests() { #expect(Bool(true)) }

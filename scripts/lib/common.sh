@@ -1,0 +1,110 @@
+# Shared by scripts/serve, scripts/test and scripts/bench. Source it; do not run it.
+# Installs what is missing, and starts/stops a throwaway PostgreSQL cluster on loopback.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+log() { printf '%s %s\n' "[$(date +%H:%M:%S)]" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+apt_updated=0
+apt_install() {
+    # apt_install PACKAGE...: installs Debian packages when missing (root or sudo needed).
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    if [ "$apt_updated" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null || true
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+pg_bindir() {
+    if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
+        pg_config --bindir
+        return
+    fi
+    local d
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    [ -n "$d" ] && [ -x "$d/initdb" ] && { echo "$d"; return; }
+    return 1
+}
+
+ensure_build_tools() {
+    command -v swift >/dev/null 2>&1 || die "the Swift toolchain is not on PATH (swift 6 is required)"
+    local missing=()
+    { command -v pkg-config >/dev/null 2>&1; } || missing+=(pkg-config)
+    pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
+    pkg-config --exists libcrypto 2>/dev/null || missing+=(libssl-dev)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+}
+
+ensure_postgres_server() {
+    if ! pg_bindir >/dev/null; then
+        log "installing postgresql"
+        apt_install postgresql postgresql-contrib
+    fi
+    command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+}
+
+# Runs a command as the owner of the cluster: PostgreSQL refuses to run as root.
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# pg_start DIR PORT: initialise (once) and start a cluster in DIR on 127.0.0.1:PORT, create the
+# database `oob`, and export DATABASE_URL. Authentication is `trust`, on loopback only: this
+# cluster is a throwaway for development and tests, never for production.
+pg_start() {
+    local dir="$1" port="$2" bin
+    ensure_postgres_server
+    bin="$(pg_bindir)"
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; chmod 700 "$dir"; fi
+    if [ ! -s "$dir/PG_VERSION" ]; then
+        log "initialising PostgreSQL cluster in $dir"
+        as_pg "$bin/initdb" -D "$dir" -U oob --auth=trust -E UTF8 --no-locale >"$dir.initdb.log" 2>&1 \
+            || { cat "$dir.initdb.log" >&2; die "initdb failed"; }
+        cat >>"$dir/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+max_connections = 300
+shared_buffers = 256MB
+log_min_messages = warning
+log_min_error_statement = panic
+CONF
+    fi
+    if ! as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null \
+            || { tail -n 30 "$dir/server.log" >&2; die "PostgreSQL did not start (port $port)"; }
+    fi
+    export PGPORT_LOCAL="$port" PGDATA_LOCAL="$dir" PG_BINDIR="$bin"
+    export DATABASE_URL="postgresql://oob@127.0.0.1:$port/oob"
+    if ! "$bin/psql" -h 127.0.0.1 -p "$port" -U oob -d postgres -tAc "select 1 from pg_database where datname='oob'" | grep -q 1; then
+        "$bin/psql" -h 127.0.0.1 -p "$port" -U oob -d postgres -qc "create database oob" >/dev/null
+    fi
+}
+
+# pg_recreate_database: drop and create `oob` again, for a test run that starts from nothing.
+pg_recreate_database() {
+    "$PG_BINDIR/psql" -h 127.0.0.1 -p "$PGPORT_LOCAL" -U oob -d postgres -qc "drop database if exists oob with (force)" >/dev/null
+    "$PG_BINDIR/psql" -h 127.0.0.1 -p "$PGPORT_LOCAL" -U oob -d postgres -qc "create database oob" >/dev/null
+}
+
+pg_stop() {
+    local dir="$1" bin
+    bin="$(pg_bindir)"
+    as_pg "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# A free TCP port on loopback (bind to 0 and ask the kernel).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
