@@ -1,2 +1,4 @@
+import Foundation
 import Server
-Server.main()
+
+exit(Commands.main(arguments: CommandLine.arguments, environment: ProcessInfo.processInfo.environment))

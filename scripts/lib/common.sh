@@ -108,3 +108,12 @@ pg_stop() {
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+
+# persistent_port FILE: a free loopback port chosen once and remembered in FILE, so a cluster
+# initialised earlier is found again on the same port.
+persistent_port() {
+    local file="$1"
+    mkdir -p "$(dirname "$file")"
+    if [ ! -s "$file" ]; then free_port >"$file"; fi
+    cat "$file"
+}

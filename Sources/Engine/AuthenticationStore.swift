@@ -1,0 +1,100 @@
+/// One authentication as stored.
+package struct AuthenticationRecord: Sendable, Hashable {
+    /// The store's surrogate key: small, unique, used by the timer wheel and the transitions log.
+    package var id: UInt64
+    package var issuerId: String
+    package var consumerId: String
+    package var request: AuthenticateRequest
+    package var status: AuthenticationStatus
+    package var deadlineUnixMilliseconds: Int64
+    /// Whether the deadline had passed when the store read the row, by the store's clock
+    /// (PostgreSQL's `now()`, so every instance agrees).
+    package var isPastDeadline: Bool
+
+    package init(id: UInt64, issuerId: String, consumerId: String, request: AuthenticateRequest,
+                 status: AuthenticationStatus, deadlineUnixMilliseconds: Int64, isPastDeadline: Bool) {
+        self.id = id
+        self.issuerId = issuerId
+        self.consumerId = consumerId
+        self.request = request
+        self.status = status
+        self.deadlineUnixMilliseconds = deadlineUnixMilliseconds
+        self.isPastDeadline = isPastDeadline
+    }
+
+    package var authenticationId: String { request.authenticationId }
+
+    /// Created final because the consumer had no active authenticator.
+    package var wasNoAuthenticator: Bool {
+        status.state == .technicalError && status.reason == AuthenticationReason.noAuthenticator
+    }
+}
+
+package struct NewAuthentication: Sendable, Hashable {
+    package var issuerId: String
+    package var consumerId: String
+    package var request: AuthenticateRequest
+    package var challengeTTLSeconds: Int
+    /// Who asked (the OAuth client id), for the transitions log.
+    package var actor: String
+
+    package init(issuerId: String, consumerId: String, request: AuthenticateRequest,
+                 challengeTTLSeconds: Int, actor: String) {
+        self.issuerId = issuerId
+        self.consumerId = consumerId
+        self.request = request
+        self.challengeTTLSeconds = challengeTTLSeconds
+        self.actor = actor
+    }
+}
+
+package enum CreateResult: Sendable, Hashable {
+    /// Inserted now, with its creation transition, in one transaction.
+    case created(AuthenticationRecord)
+    /// (issuerId, authenticationId) existed already; nothing was written.
+    case existing(AuthenticationRecord)
+}
+
+package enum TransitionResult: Sendable, Hashable {
+    /// The compare-and-set from PENDING succeeded and its transition row is written.
+    case applied(AuthenticationRecord)
+    /// It was no longer PENDING (or, for a deadline transition, not yet due); here is what it is.
+    case unchanged(AuthenticationRecord)
+    case notFound
+}
+
+/// A request to move one authentication out of PENDING.
+package struct TransitionRequest: Sendable, Hashable {
+    package var issuerId: String
+    package var authenticationId: String
+    package var to: AuthenticationStatus
+    package var cause: TransitionCause
+    package var actor: String
+    /// Free text for the log (an operator's reason); never answered to D1.
+    package var detail: String?
+    /// Apply only if the deadline has passed by the store's clock.
+    package var onlyIfPastDeadline: Bool
+
+    package init(issuerId: String, authenticationId: String, to: AuthenticationStatus, cause: TransitionCause,
+                 actor: String, detail: String? = nil, onlyIfPastDeadline: Bool = false) {
+        self.issuerId = issuerId
+        self.authenticationId = authenticationId
+        self.to = to
+        self.cause = cause
+        self.actor = actor
+        self.detail = detail
+        self.onlyIfPastDeadline = onlyIfPastDeadline
+    }
+}
+
+/// Where authentications live. PostgreSQL in production (Server.PostgresAuthenticationStore);
+/// `InMemoryAuthenticationStore` for unit tests of the logic above it.
+package protocol AuthenticationStore: Sendable {
+    /// Inserts a new authentication — PENDING if the consumer has an active authenticator,
+    /// TECHNICAL_ERROR (`no authenticator enrolled`) otherwise — with its creation transition,
+    /// atomically; or returns the existing row for (issuerId, authenticationId) untouched.
+    func create(_ new: NewAuthentication) async throws -> CreateResult
+    func find(issuerId: String, authenticationId: String) async throws -> AuthenticationRecord?
+    /// One compare-and-set from PENDING plus its transition row, atomically.
+    func transition(_ request: TransitionRequest) async throws -> TransitionResult
+}

@@ -1,0 +1,97 @@
+import Engine
+package import HTTP
+import Postgres
+
+/// Bridges the HTTP server to the routes: matches, checks `x-correlation-id`, runs the route on
+/// a Swift task, logs one access line, and turns unexpected errors into safe answers.
+package final class APIHandler: HTTPHandler {
+    let router: Router
+    let logger: Logger
+    let tokens: TokenAuthority?
+
+    /// `tokens` verifies bearer JWTs; without it every route that needs one answers 401.
+    package init(router: Router, logger: Logger, tokens: TokenAuthority?) {
+        self.router = router
+        self.logger = logger
+        self.tokens = tokens
+    }
+
+    package func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        let started = MonotonicTime.microseconds()
+        var logger = self.logger
+        if let correlationId = request.headers["x-correlation-id"] {
+            // Contract: ^[A-Za-z0-9_-]{1,64}$. For tracing only, never an idempotency key.
+            guard Identifier.isValidToken64(correlationId) else {
+                respond(Responses.error(400, "x-correlation-id must match ^[A-Za-z0-9_-]{1,64}$"),
+                        route: "-", request: request, logger: logger, started: started, responder: responder)
+                return
+            }
+            logger = logger.with("correlation_id", correlationId)
+        }
+        switch router.match(method: request.method, path: request.path) {
+        case .notFound:
+            respond(Responses.notFound(), route: "-", request: request, logger: logger,
+                    started: started, responder: responder)
+        case .badPath:
+            respond(Responses.error(400, "the path is not valid percent-encoded UTF-8"), route: "-", request: request,
+                    logger: logger, started: started, responder: responder)
+        case .methodNotAllowed(let allowed):
+            respond(Responses.error(405, "method not allowed", headers: [("Allow", allowed.joined(separator: ", "))]),
+                    route: "-", request: request, logger: logger, started: started, responder: responder)
+        case .found(let route, let parameters):
+            var clientId: String?
+            if case .bearer(let scope, let issuerParameter) = route.authorization {
+                guard let tokens else {
+                    respond(TokenAuthority.bearerFailureResponse(.invalid("no keys configured")), route: route.name,
+                            request: request, logger: logger, started: started, responder: responder)
+                    return
+                }
+                switch tokens.verifyBearer(request.headers["authorization"], scope: scope) {
+                case .failure(let box):
+                    if case .invalid(let why) = box.failure {
+                        logger.warning("bearer token refused", ["route": route.name, "why": why, "remote": request.remoteAddress])
+                    }
+                    respond(TokenAuthority.bearerFailureResponse(box.failure), route: route.name, request: request,
+                            logger: logger, started: started, responder: responder)
+                    return
+                case .success(let claims):
+                    // A valid token for another issuer gets exactly what an unknown resource gets.
+                    if let index = issuerParameter, !claims.allows(issuer: parameters[index]) {
+                        respond(Responses.notFound(), route: route.name, request: request,
+                                logger: logger, started: started, responder: responder)
+                        return
+                    }
+                    clientId = claims.sub
+                    logger = logger.with("client_id", claims.sub)
+                }
+            }
+            let context = RouteContext(request: request, parameters: parameters, logger: logger, clientId: clientId)
+            Task {
+                let response = await route.handler(context)
+                self.respond(response, route: route.name, request: request, logger: logger, started: started,
+                             responder: responder)
+            }
+        }
+    }
+
+    private func respond(_ response: HTTPResponse, route: String, request: HTTPRequest, logger: Logger,
+                         started: Int64, responder: HTTPResponder) {
+        let elapsed = MonotonicTime.microseconds() - started
+        let level: Logger.Level = response.status >= 500 ? .warning : .info
+        logger.log(level, "request", [
+            "method": request.method, "route": route, "status": String(response.status),
+            "duration_us": String(elapsed), "remote": request.remoteAddress,
+        ])
+        responder.respond(response)
+    }
+}
+
+/// Maps an error thrown below a route to an answer; logs it (errors are safe to log).
+package func failureResponse(_ error: any Error, logger: Logger, operation: String) -> HTTPResponse {
+    if let database = error as? PostgresError, database.isUnavailable {
+        logger.warning("database unavailable", ["operation": operation, "error": String(describing: database)])
+        return Responses.unavailable()
+    }
+    logger.error("internal error", ["operation": operation, "error": String(describing: error)])
+    return Responses.error(500, "internal error")
+}

@@ -1,0 +1,197 @@
+import Dispatch
+import Engine
+import Foundation
+import Glibc
+import HTTP
+import Postgres
+
+/// The `oob-engine` command line: serve, migrate, help.
+package enum Commands {
+    static let usage = """
+        oob-engine: the issuer's engine for Thales D1 out-of-band 3-D Secure challenges.
+
+        Usage:
+          oob-engine serve      apply schema.sql, then serve D1's API and the ops listener
+          oob-engine migrate    apply schema.sql to DATABASE_URL and exit (harmless to repeat)
+          oob-engine --help     this text
+
+        Environment:
+          DATABASE_URL     PostgreSQL URL, e.g. postgresql://oob@127.0.0.1:5432/oob (required)
+          OOB_CONFIG       path of the JSON configuration file (required by serve)
+          OOB_LISTEN       API listener, host:port (default 127.0.0.1:8080; port 0 = any free port)
+          OOB_OPS_LISTEN   health/metrics/ops listener (default 127.0.0.1:8081)
+          OOB_LOG_LEVEL    debug | info | warning | error (default info)
+          OOB_EXIT_ON_STDIN_EOF  1 = shut down when standard input closes (for supervisors and tests)
+
+        """
+
+    package static func main(arguments: [String], environment: [String: String]) -> Int32 {
+        let command = arguments.dropFirst().first ?? "--help"
+        switch command {
+        case "--help", "-h", "help":
+            print(usage, terminator: "")
+            return 0
+        case "serve":
+            if arguments.dropFirst(2).contains(where: { $0 == "--help" || $0 == "-h" }) {
+                print(usage, terminator: "")
+                return 0
+            }
+            return serve(environment: environment)
+        case "migrate":
+            return migrate(environment: environment)
+        default:
+            FileHandle.standardError.write(Data("oob-engine: unknown command '\(command)'\n\n\(usage)".utf8))
+            return 64
+        }
+    }
+
+    static func fail(_ message: String, code: Int32) -> Int32 {
+        FileHandle.standardError.write(Data("oob-engine: \(message)\n".utf8))
+        return code
+    }
+
+    static func migrate(environment: [String: String]) -> Int32 {
+        let url: String
+        do {
+            url = try EngineSettings.databaseURL(from: environment)
+        } catch {
+            return fail("configuration error: \(error)", code: 2)
+        }
+        let pool = PostgresPool(configuration: PostgresConfiguration(url: url, poolSize: 1))
+        defer { pool.shutdown() }
+        do {
+            try pool.withConnectionBlocking { try Migration.apply($0) }
+        } catch {
+            return fail("migration failed: \(error)", code: 1)
+        }
+        print("schema applied (version \(Migration.schemaVersion))")
+        return 0
+    }
+
+    static func serve(environment: [String: String]) -> Int32 {
+        let settings: EngineSettings
+        do {
+            settings = try EngineSettings.load(environment: environment)
+        } catch {
+            return fail("configuration error: \(error)", code: 2)
+        }
+        let logger = Logger(label: "oob-engine", minimumLevel: settings.logLevel)
+        if !settings.file.unknownKeys.isEmpty {
+            logger.warning("configuration keys not used by this version", ["keys": settings.file.unknownKeys.joined(separator: ",")])
+        }
+        let pool = PostgresPool(configuration: PostgresConfiguration(
+            url: settings.databaseURL, poolSize: settings.file.database.poolSize,
+            acquireTimeout: .milliseconds(settings.file.database.acquireTimeoutMilliseconds)))
+
+        // The schema and the configured authenticators, before anything is served. The database
+        // may still be starting (a restart, a container coming up): retry for a while.
+        let startupDeadline = MonotonicTime.microseconds() + 30_000_000
+        while true {
+            do {
+                try pool.withConnectionBlocking { connection in
+                    try Migration.apply(connection)
+                    try Migration.seed(settings.file.authenticators, on: connection)
+                }
+                break
+            } catch let error as PostgresError where error.isUnavailable && MonotonicTime.microseconds() < startupDeadline {
+                logger.warning("database not reachable yet; retrying", ["error": String(describing: error)])
+                usleep(500_000)
+            } catch {
+                pool.shutdown()
+                return fail("start-up failed: \(error)", code: 1)
+            }
+        }
+
+        let tokens: TokenAuthority?
+        do {
+            tokens = try TokenAuthority.make(from: settings.file, logger: logger.with("component", "oauth"))
+        } catch {
+            pool.shutdown()
+            return fail("configuration error: \(error)", code: 2)
+        }
+        if tokens == nil { logger.warning("no signingKeys configured: every protected route will answer 401") }
+
+        let store = PostgresAuthenticationStore(pool: pool)
+        let service = AuthenticationService(store: store)
+        let d1 = D1Routes(service: service, issuers: settings.file.issuers)
+        let api = HTTPServer(
+            configuration: httpConfiguration(settings.listen, settings.file.http),
+            handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes),
+                                logger: logger.with("listener", "api"), tokens: tokens),
+            log: httpLog(logger))
+        let ops = HTTPServer(
+            configuration: httpConfiguration(settings.opsListen, settings.file.http),
+            handler: APIHandler(router: Router(HealthRoutes(pool: pool).routes), logger: logger.with("listener", "ops"),
+                                tokens: tokens),
+            log: httpLog(logger))
+
+        let apiPort: Int
+        let opsPort: Int
+        do {
+            apiPort = try api.start()
+            opsPort = try ops.start()
+        } catch {
+            api.shutdown()
+            pool.shutdown()
+            return fail("cannot listen: \(error)", code: 1)
+        }
+        let apiAddress = ListenAddress(host: settings.listen.host, port: apiPort)
+        let opsAddress = ListenAddress(host: settings.opsListen.host, port: opsPort)
+        logger.info("listening", ["api": apiAddress.description, "ops": opsAddress.description,
+                                  "issuers": String(settings.file.issuers.count)])
+
+        if environment["OOB_EXIT_ON_STDIN_EOF"] == "1" { exitWhenStandardInputCloses() }
+        waitForTerminationSignal()
+        logger.info("shutting down: no new connections, finishing requests in flight")
+        api.shutdown()
+        ops.shutdown()
+        pool.shutdown()
+        logger.info("stopped")
+        return 0
+    }
+
+    static func httpConfiguration(_ address: ListenAddress, _ http: ConfigFile.HTTP) -> HTTPServerConfiguration {
+        var configuration = HTTPServerConfiguration()
+        configuration.host = address.host
+        configuration.port = address.port
+        configuration.maxBodyBytes = http.maxBodyBytes
+        configuration.maxConnections = http.maxConnections
+        configuration.maxInFlightRequests = http.maxInFlightRequests
+        configuration.headerReadTimeout = .seconds(http.headerReadTimeoutSeconds)
+        configuration.idleTimeout = .seconds(http.idleTimeoutSeconds)
+        return configuration
+    }
+
+    static func httpLog(_ logger: Logger) -> @Sendable (HTTPServerLogEvent) -> Void {
+        { event in logger.debug("http", ["event": String(describing: event)]) }
+    }
+
+    /// For supervisors and tests: when the parent closes our standard input (or dies), shut down
+    /// as on SIGTERM, so no engine outlives the process that started it.
+    static func exitWhenStandardInputCloses() {
+        Thread.detachNewThread {
+            var byte: UInt8 = 0
+            while true {
+                let n = read(0, &byte, 1)
+                if n == 0 || (n < 0 && errno != EINTR) { break }
+            }
+            kill(getpid(), SIGTERM)
+        }
+    }
+
+    /// Blocks until SIGTERM or SIGINT.
+    static func waitForTerminationSignal() {
+        let stop = DispatchSemaphore(value: 0)
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let queue = DispatchQueue(label: "oob-engine.signals")
+        let sources = [SIGTERM, SIGINT].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { stop.signal() }
+            source.resume()
+            return source
+        }
+        stop.wait()
+        sources.forEach { $0.cancel() }
+    }
+}

@@ -1,0 +1,129 @@
+import Engine
+import HTTP
+import JSON
+
+/// D1's outbound API (D1 → issuer), ../shared/d1-contract/.
+package struct D1Routes: Sendable {
+    package var service: AuthenticationService
+    package var issuers: [String: ConfigFile.Issuer]
+
+    package init(service: AuthenticationService, issuers: [String: ConfigFile.Issuer]) {
+        self.service = service
+        self.issuers = issuers
+    }
+
+    package static let authenticationPath = "/banking/d1/v1/issuers/{issuerId}/consumers/{consumerId}/authentication"
+
+    /// Every D1 route: scope `d1`, and the token's issuers must include the path's issuerId.
+    static let d1 = RouteAuthorization.bearer(.d1, issuerParameter: 0)
+
+    package var routes: [Route] {
+        [
+            Route("POST", Self.authenticationPath, name: "d1.authenticate", authorization: Self.d1) { context in
+                await self.authenticate(context)
+            },
+            Route("GET", Self.authenticationPath + "/{authenticationId}", name: "d1.authentication-result",
+                  authorization: Self.d1) { context in
+                await self.poll(context)
+            },
+        ]
+    }
+
+    /// Checks issuerId and consumerId from the path. An unknown issuer answers 404, as an
+    /// unknown resource does.
+    func issuerAndConsumer(_ context: RouteContext) -> Result<(ConfigFile.Issuer, String), HTTPResponseError> {
+        let issuerId = context.parameters[0]
+        let consumerId = context.parameters[1]
+        guard Identifier.isValidIssuerID(issuerId) else {
+            return .failure(HTTPResponseError(Responses.error(400, "issuerId must be exactly 10 characters")))
+        }
+        guard Identifier.isValidToken64(consumerId) else {
+            return .failure(HTTPResponseError(Responses.error(400, "consumerId must match ^[A-Za-z0-9_-]{1,64}$")))
+        }
+        guard let issuer = issuers[issuerId] else {
+            return .failure(HTTPResponseError(Responses.notFound()))
+        }
+        return .success((issuer, consumerId))
+    }
+
+    func authenticate(_ context: RouteContext) async -> HTTPResponse {
+        let issuer: ConfigFile.Issuer
+        let consumerId: String
+        switch issuerAndConsumer(context) {
+        case .failure(let failure): return failure.response
+        case .success(let found): (issuer, consumerId) = found
+        }
+        if let contentType = context.request.headers["content-type"], !isJSON(contentType) {
+            return Responses.error(415, "Content-Type must be application/json")
+        }
+        let request: AuthenticateRequest
+        do {
+            request = try AuthenticateRequest.decode(context.request.body)
+        } catch {
+            return Responses.error(400, error.message)
+        }
+        let logger = context.logger.with("issuer_id", issuer.id).with("authentication_id", request.authenticationId)
+        let new = NewAuthentication(issuerId: issuer.id, consumerId: consumerId, request: request,
+                                    challengeTTLSeconds: issuer.challengeTTLSeconds, actor: context.clientId ?? "d1")
+        do {
+            switch try await service.authenticate(new) {
+            case .conflict:
+                logger.warning("authenticationId reused with another consumer or other details")
+                return Responses.error(403, "authenticationId already used for another consumer or other details")
+            case .status(let status, let record, let created):
+                if created { logger.info("authentication created", ["status": status, "id": String(record.id)]) }
+                return Responses.json(200, [("authenticationStatus", .string(status))])
+            }
+        } catch {
+            return failureResponse(error, logger: logger, operation: "authenticate")
+        }
+    }
+
+    func poll(_ context: RouteContext) async -> HTTPResponse {
+        let issuer: ConfigFile.Issuer
+        let consumerId: String
+        switch issuerAndConsumer(context) {
+        case .failure(let failure): return failure.response
+        case .success(let found): (issuer, consumerId) = found
+        }
+        let authenticationId = context.parameters[2]
+        guard Identifier.isValidToken64(authenticationId) else {
+            return Responses.error(400, "authenticationId must match ^[A-Za-z0-9_-]{1,64}$")
+        }
+        do {
+            switch try await service.poll(issuerId: issuer.id, consumerId: consumerId, authenticationId: authenticationId) {
+            case .notFound:
+                return Responses.notFound()
+            case .status(let status, _):
+                var members: [(String, JSONValue)] = [("authenticationStatus", .string(status.state.rawValue))]
+                if let reason = status.reason, status.state == .authenticationFailed || status.state == .technicalError {
+                    members.append(("reason", .string(reason)))
+                }
+                return Responses.json(200, members)
+            }
+        } catch {
+            return failureResponse(error, logger: context.logger.with("issuer_id", issuer.id), operation: "poll")
+        }
+    }
+}
+
+/// A ready answer carried through `Result`.
+struct HTTPResponseError: Error {
+    var response: HTTPResponse
+    init(_ response: HTTPResponse) { self.response = response }
+}
+
+/// `application/json`, optionally with parameters (`; charset=utf-8`), case-insensitive.
+func isJSON(_ contentType: String) -> Bool {
+    let media = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces().lowercased() } ?? ""
+    return media == "application/json"
+}
+
+extension Substring {
+    func trimmingSpaces() -> Substring {
+        var s = self
+        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
+        while s.last == " " || s.last == "\t" { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,45 @@
+import HTTP
+import JSON
+import Postgres
+
+/// Health endpoints on the ops listener (OOB_OPS_LISTEN), without authentication.
+package struct HealthRoutes: Sendable {
+    package var pool: PostgresPool
+
+    package init(pool: PostgresPool) {
+        self.pool = pool
+    }
+
+    package var routes: [Route] {
+        [
+            Route("GET", "/health/live", name: "health.live") { _ in
+                Responses.json(200, [("status", .string("live"))])
+            },
+            Route("GET", "/health/ready", name: "health.ready") { context in
+                await self.ready(context)
+            },
+        ]
+    }
+
+    /// Ready when the database answers and carries the schema this build expects.
+    func ready(_ context: RouteContext) async -> HTTPResponse {
+        do {
+            let version = try await pool.withConnection { connection in
+                try connection.execute(Migration.versionQuery).int(0, "version")
+            }
+            guard version == Migration.schemaVersion else {
+                return Responses.json(503, [("status", .string("not ready")),
+                                            ("reason", .string("schema version is not \(Migration.schemaVersion)"))],
+                                      headers: [("Retry-After", "1")])
+            }
+            return Responses.json(200, [("status", .string("ready")), ("database", .string("ok"))])
+        } catch let error as PostgresError where error.isUnavailable {
+            return Responses.json(503, [("status", .string("not ready")), ("reason", .string("database unavailable"))],
+                                  headers: [("Retry-After", "1")])
+        } catch {
+            context.logger.warning("readiness check failed", ["error": String(describing: error)])
+            return Responses.json(503, [("status", .string("not ready")), ("reason", .string("database check failed"))],
+                                  headers: [("Retry-After", "1")])
+        }
+    }
+}

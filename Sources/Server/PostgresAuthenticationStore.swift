@@ -1,0 +1,132 @@
+import Engine
+import Postgres
+
+/// The production `AuthenticationStore`: every change is one statement (data-modifying CTEs),
+/// so the row and its transition are written atomically in one round trip, and every
+/// transition is a compare-and-set from PENDING (`... WHERE state = 'PENDING'`).
+package struct PostgresAuthenticationStore: AuthenticationStore {
+    package let pool: PostgresPool
+
+    package init(pool: PostgresPool) {
+        self.pool = pool
+    }
+
+    static let columns = """
+        id, issuer_id, consumer_id, authentication_id, card_id, pan_suffix, acs_transaction_id, merchant_name, \
+        amount, currency_code, state, reason, \
+        (extract(epoch from deadline) * 1000)::bigint as deadline_ms, deadline <= now() as past_deadline
+        """
+
+    /// Inserts PENDING (or TECHNICAL_ERROR when the consumer has no active authenticator) with
+    /// its creation transition. `on conflict do nothing` leaves an existing row untouched.
+    static let insert = PostgresStatement("authentication_insert", """
+        with enrolled as (
+            select exists (select 1 from authenticators
+                           where issuer_id = $1 and consumer_id = $3 and active) as yes
+        ), inserted as (
+            insert into authentications (issuer_id, authentication_id, consumer_id, card_id, pan_suffix,
+                                         acs_transaction_id, merchant_name, amount, currency_code, state, reason, deadline)
+            select $1, $2, $3, $4, $5, $6, $7, $8, $9,
+                   case when yes then 'PENDING' else 'TECHNICAL_ERROR' end,
+                   case when yes then null else '\(AuthenticationReason.noAuthenticator)' end,
+                   now() + make_interval(secs => $10::int)
+            from enrolled
+            on conflict (issuer_id, authentication_id) do nothing
+            returning *
+        ), logged as (
+            insert into transitions (authentication_id, from_state, to_state, cause, actor)
+            select id, null, state, case when state = 'PENDING' then 'create' else 'no-authenticator' end, $11
+            from inserted
+        )
+        select \(columns) from inserted
+        """)
+
+    static let select = PostgresStatement("authentication_select", """
+        select \(columns) from authentications where issuer_id = $1 and authentication_id = $2
+        """)
+
+    /// The compare-and-set: PENDING → $3 with reason $4, optionally only once the deadline has
+    /// passed by the database's clock (every instance agrees on it), plus the transition row.
+    static let transition = PostgresStatement("authentication_transition", """
+        with updated as (
+            update authentications set state = $3, reason = $4
+            where issuer_id = $1 and authentication_id = $2 and state = 'PENDING'
+              and (not $7::boolean or deadline <= now())
+            returning *
+        ), logged as (
+            insert into transitions (authentication_id, from_state, to_state, cause, actor, detail)
+            select id, 'PENDING', state, $5, $6, $8 from updated
+        )
+        select \(columns) from updated
+        """)
+
+    package func create(_ new: NewAuthentication) async throws -> CreateResult {
+        let request = new.request
+        let parameters: [String?] = [
+            new.issuerId, request.authenticationId, new.consumerId, request.cardId, request.panSuffix,
+            request.acsTransactionId, request.merchantName, request.amount, request.currencyCode,
+            String(new.challengeTTLSeconds), new.actor,
+        ]
+        return try await pool.withConnection { connection in
+            let inserted = try connection.execute(Self.insert, parameters)
+            if inserted.count == 1 { return .created(try Self.record(inserted, 0)) }
+            // It existed. A concurrent insert committed after this statement's snapshot is not
+            // visible to it, so read again in a new statement (new snapshot) to see the winner.
+            for _ in 0..<3 {
+                let existing = try connection.execute(Self.select, [new.issuerId, request.authenticationId])
+                if existing.count == 1 { return .existing(try Self.record(existing, 0)) }
+                let retried = try connection.execute(Self.insert, parameters)
+                if retried.count == 1 { return .created(try Self.record(retried, 0)) }
+            }
+            throw StoreError.inconsistent("authentication neither inserted nor found")
+        }
+    }
+
+    package func find(issuerId: String, authenticationId: String) async throws -> AuthenticationRecord? {
+        try await pool.withConnection { connection in
+            let rows = try connection.execute(Self.select, [issuerId, authenticationId])
+            return rows.count == 1 ? try Self.record(rows, 0) : nil
+        }
+    }
+
+    package func transition(_ request: TransitionRequest) async throws -> TransitionResult {
+        let parameters: [String?] = [
+            request.issuerId, request.authenticationId, request.to.state.rawValue, request.to.reason,
+            request.cause.rawValue, request.actor, request.onlyIfPastDeadline ? "true" : "false", request.detail,
+        ]
+        return try await pool.withConnection { connection in
+            let updated = try connection.execute(Self.transition, parameters)
+            if updated.count == 1 { return .applied(try Self.record(updated, 0)) }
+            let current = try connection.execute(Self.select, [request.issuerId, request.authenticationId])
+            return current.count == 1 ? .unchanged(try Self.record(current, 0)) : .notFound
+        }
+    }
+
+    static func record(_ rows: PostgresRows, _ row: Int) throws -> AuthenticationRecord {
+        guard let id = rows.int(row, "id"), let issuerId = rows.string(row, "issuer_id"),
+              let consumerId = rows.string(row, "consumer_id"),
+              let authenticationId = rows.string(row, "authentication_id"),
+              let stateText = rows.string(row, "state"), let state = AuthenticationState(rawValue: stateText),
+              let deadline = rows.int(row, "deadline_ms"), let past = rows.bool(row, "past_deadline")
+        else { throw StoreError.inconsistent("unexpected authentication row") }
+        let request = AuthenticateRequest(
+            authenticationId: authenticationId, cardId: rows.string(row, "card_id"),
+            panSuffix: rows.string(row, "pan_suffix"), acsTransactionId: rows.string(row, "acs_transaction_id"),
+            merchantName: rows.string(row, "merchant_name"), amount: rows.string(row, "amount"),
+            currencyCode: rows.string(row, "currency_code"))
+        return AuthenticationRecord(
+            id: UInt64(id), issuerId: issuerId, consumerId: consumerId, request: request,
+            status: AuthenticationStatus(state: state, reason: rows.string(row, "reason")),
+            deadlineUnixMilliseconds: Int64(deadline), isPastDeadline: past)
+    }
+}
+
+/// The database answered something the engine's own schema rules out. Safe to log.
+package enum StoreError: Error, Sendable, CustomStringConvertible {
+    case inconsistent(String)
+    package var description: String {
+        switch self {
+        case .inconsistent(let what): "store inconsistency: \(what)"
+        }
+    }
+}

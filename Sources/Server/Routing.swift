@@ -1,0 +1,160 @@
+import Glibc
+package import HTTP
+import JSON
+
+/// What a route handler sees.
+package struct RouteContext: Sendable {
+    package var request: HTTPRequest
+    /// Path parameters, percent-decoded, in the order of the route's `{...}` segments.
+    package var parameters: [String]
+    package var logger: Logger
+    /// The authenticated OAuth client (the token's `sub`), or nil on unauthenticated routes.
+    package var clientId: String?
+}
+
+/// Who may call a route.
+package enum RouteAuthorization: Sendable {
+    /// Health, metrics, the token endpoint (which authenticates the client itself).
+    case none
+    /// A bearer JWT with this scope; if `issuerParameter` is set, the token's `issuers` must
+    /// include that path parameter, else the answer is the 404 an unknown resource gets.
+    case bearer(Scope, issuerParameter: Int?)
+}
+
+package typealias RouteHandler = @Sendable (RouteContext) async -> HTTPResponse
+
+package struct Route: Sendable {
+    enum Segment: Sendable, Hashable {
+        case literal(String)
+        case parameter
+    }
+
+    package var method: String
+    /// A stable name for logs and metrics (never the raw path: it can carry identifiers).
+    package var name: String
+    package var authorization: RouteAuthorization
+    var segments: [Segment]
+    var handler: RouteHandler
+
+    /// `template` like `/banking/d1/v1/issuers/{issuerId}/consumers/{consumerId}/authentication`.
+    package init(_ method: String, _ template: String, name: String, authorization: RouteAuthorization = .none,
+                 handler: @escaping RouteHandler) {
+        self.method = method
+        self.name = name
+        self.authorization = authorization
+        self.segments = template.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map {
+            $0.hasPrefix("{") && $0.hasSuffix("}") ? .parameter : .literal(String($0))
+        }
+        self.handler = handler
+    }
+}
+
+package enum RouteMatch: Sendable {
+    case found(Route, parameters: [String])
+    /// The path exists with other methods (405 with `Allow`).
+    case methodNotAllowed(allowed: [String])
+    case notFound
+    /// The path is not valid percent-encoded UTF-8.
+    case badPath
+}
+
+package struct Router: Sendable {
+    package var routes: [Route]
+
+    package init(_ routes: [Route]) {
+        self.routes = routes
+    }
+
+    package func match(method: String, path: String) -> RouteMatch {
+        guard path.hasPrefix("/") else { return .notFound }
+        var segments: [String] = []
+        for raw in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst() {
+            guard let decoded = PercentDecoding.decode(raw) else { return .badPath }
+            segments.append(decoded)
+        }
+        var allowed: [String] = []
+        for route in routes where route.segments.count == segments.count {
+            var parameters: [String] = []
+            var matches = true
+            for (segment, value) in zip(route.segments, segments) {
+                switch segment {
+                case .literal(let literal): if literal != value { matches = false }
+                case .parameter: parameters.append(value)
+                }
+                if !matches { break }
+            }
+            guard matches else { continue }
+            if route.method == method { return .found(route, parameters: parameters) }
+            if !allowed.contains(route.method) { allowed.append(route.method) }
+        }
+        return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
+    }
+}
+
+package enum PercentDecoding {
+    /// Decodes `%XX` escapes (RFC 3986 §2.1); nil for a malformed escape or invalid UTF-8.
+    package static func decode(_ bytes: some Collection<UInt8>) -> String? {
+        if !bytes.contains(UInt8(ascii: "%")) { return String(validating: Array(bytes), as: UTF8.self) }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var iterator = bytes.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else { out.append(byte); continue }
+            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
+            out.append(high << 4 | low)
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case 0x30...0x39: byte - 0x30
+        case 0x41...0x46: byte - 0x41 + 10
+        case 0x61...0x66: byte - 0x61 + 10
+        default: nil
+        }
+    }
+}
+
+/// JSON answers. Every response is JSON with `Content-Type: application/json`.
+package enum Responses {
+    package static func json(_ status: Int, _ value: JSONValue, headers extra: [(String, String)] = []) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        headers.add("Content-Type", "application/json")
+        for (name, value) in extra { headers.add(name, value) }
+        return HTTPResponse(status: status, headers: headers, body: value.serialized())
+    }
+
+    package static func json(_ status: Int, _ members: [(String, JSONValue)], headers: [(String, String)] = []) -> HTTPResponse {
+        json(status, .object(JSONObject(members)), headers: headers)
+    }
+
+    /// `{"error": "..."}`: the message names the problem, never echoes a secret or personal data.
+    package static func error(_ status: Int, _ message: String, headers: [(String, String)] = []) -> HTTPResponse {
+        json(status, [("error", .string(message))], headers: headers)
+    }
+
+    /// The one 404 body: an unknown resource, another consumer's, and another issuer's look alike,
+    /// so nobody can probe what exists.
+    package static func notFound() -> HTTPResponse {
+        error(404, "not found")
+    }
+
+    package static func noContent() -> HTTPResponse {
+        HTTPResponse(status: 204)
+    }
+
+    /// The database cannot be reached right now: clients should retry shortly.
+    package static func unavailable(_ message: String = "service temporarily unavailable") -> HTTPResponse {
+        error(503, message, headers: [("Retry-After", "1")])
+    }
+}
+
+/// Monotonic microseconds, for request durations.
+package enum MonotonicTime {
+    package static func microseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec / 1000)
+    }
+}

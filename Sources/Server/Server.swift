@@ -1,4 +1,0 @@
-// Server module
-public enum Server {
-    public static func main() {}
-}

@@ -1,0 +1,135 @@
+-- oob-engine schema: the only DDL. PostgreSQL is the single source of truth.
+-- Idempotent: `oob-engine migrate` applies it, and `oob-engine serve` applies it at start-up,
+-- so applying it twice (or from two instances at once: see the advisory lock) is harmless.
+-- Every statement is `if not exists` / `create or replace`.
+
+select pg_advisory_xact_lock(7319001);  -- serialises concurrent migrations (held to COMMIT)
+
+create table if not exists schema_info (
+    singleton boolean primary key default true check (singleton),
+    version integer not null,
+    applied_at timestamptz not null default now()
+);
+
+-- One out-of-band authentication (D1 Authenticate). Keyed on (issuer_id, authentication_id);
+-- `id` is a compact surrogate for the transitions log, the timer wheel and keyset pagination.
+create table if not exists authentications (
+    id                 bigint generated always as identity unique,
+    issuer_id          text not null check (char_length(issuer_id) = 10),
+    authentication_id  text not null check (authentication_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+    consumer_id        text not null check (consumer_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+    card_id            text check (card_id ~ '^[A-Za-z0-9_-]{1,48}$'),
+    pan_suffix         text check (pan_suffix ~ '^[0-9]{4}$'),
+    acs_transaction_id text check (char_length(acs_transaction_id) between 1 and 64),
+    merchant_name      text check (char_length(merchant_name) between 1 and 128),
+    amount             text check (amount ~ '^[0-9]{1,48}$'),
+    currency_code      text check (currency_code ~ '^[A-Za-z]{3}$'),
+    state              text not null check (state in ('PENDING', 'AUTHENTICATED', 'AUTHENTICATION_FAILED', 'TECHNICAL_ERROR')),
+    reason             text check (char_length(reason) between 1 and 64),
+    deadline           timestamptz not null,
+    created_at         timestamptz not null default now(),
+    updated_at         timestamptz not null default now(),
+    version            integer not null default 1,
+    primary key (issuer_id, authentication_id),
+    -- Only the cardholder's approval authenticates, and it carries no reason.
+    check (state <> 'AUTHENTICATED' or reason is null),
+    check (state = 'PENDING' or state = 'AUTHENTICATED' or reason is not null)
+);
+
+-- Recovery and the sweeper read only PENDING deadlines: a small partial index.
+create index if not exists authentications_pending_deadline
+    on authentications (deadline, id) where state = 'PENDING';
+-- Operations list newest first, by issuer and state (keyset pagination on id).
+create index if not exists authentications_issuer_id_desc on authentications (issuer_id, id desc);
+create index if not exists authentications_consumer on authentications (issuer_id, consumer_id, id desc);
+
+-- Append-only log of every state change, creation included, and of refused attempts.
+create table if not exists transitions (
+    id                bigint generated always as identity primary key,
+    authentication_id bigint not null references authentications (id),
+    from_state        text check (from_state in ('PENDING', 'AUTHENTICATED', 'AUTHENTICATION_FAILED', 'TECHNICAL_ERROR')),
+    to_state          text not null check (to_state in ('PENDING', 'AUTHENTICATED', 'AUTHENTICATION_FAILED', 'TECHNICAL_ERROR')),
+    cause             text not null check (cause in ('create', 'no-authenticator', 'decision', 'timer', 'poll',
+                                                     'sweeper', 'operator', 'push', 'd1-notification')),
+    actor             text not null check (char_length(actor) between 1 and 128),
+    outcome           text not null default 'applied' check (outcome in ('applied', 'refused')),
+    detail            text check (char_length(detail) <= 256),
+    at                timestamptz not null default clock_timestamp()
+);
+create index if not exists transitions_authentication on transitions (authentication_id, id);
+-- At most one applied terminal transition per authentication, whatever races above.
+create unique index if not exists transitions_one_terminal
+    on transitions (authentication_id) where outcome = 'applied' and to_state <> 'PENDING';
+-- At most one creation.
+create unique index if not exists transitions_one_creation
+    on transitions (authentication_id) where from_state is null;
+
+-- The cardholder's registered app instances (authenticators) per consumer.
+create table if not exists authenticators (
+    issuer_id       text not null check (char_length(issuer_id) = 10),
+    consumer_id     text not null check (consumer_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+    app_instance_id text not null check (char_length(app_instance_id) between 1 and 128),
+    authn_type      text not null check (authn_type in ('BIOMETRIC', 'PLATFORM')),
+    active          boolean not null default true,
+    created_at      timestamptz not null default now(),
+    updated_at      timestamptz not null default now(),
+    primary key (issuer_id, consumer_id, app_instance_id)
+);
+create index if not exists authenticators_active on authenticators (issuer_id, consumer_id) where active;
+
+-- Database-level guard: a terminal authentication never changes (PSD2 RTS art. 4(1)), a
+-- PENDING one changes only by leaving PENDING, and identity columns never change. Bumps
+-- version and updated_at so no caller can forget to.
+create or replace function authentications_guard() returns trigger language plpgsql as $$
+begin
+    if old.state <> 'PENDING' then
+        raise exception 'authentication %/% is final (%): it cannot change', old.issuer_id, old.authentication_id, old.state
+            using errcode = 'P0001', constraint = 'authentications_terminal_guard';
+    end if;
+    if new.issuer_id <> old.issuer_id or new.authentication_id <> old.authentication_id
+       or new.consumer_id <> old.consumer_id or new.created_at <> old.created_at
+       or new.card_id is distinct from old.card_id or new.pan_suffix is distinct from old.pan_suffix
+       or new.acs_transaction_id is distinct from old.acs_transaction_id
+       or new.merchant_name is distinct from old.merchant_name or new.amount is distinct from old.amount
+       or new.currency_code is distinct from old.currency_code then
+        raise exception 'the identity and details of an authentication never change'
+            using errcode = 'P0001', constraint = 'authentications_immutable_details';
+    end if;
+    new.version := old.version + 1;
+    new.updated_at := now();
+    return new;
+end $$;
+
+create or replace function authentications_no_delete() returns trigger language plpgsql as $$
+begin
+    if old.state = 'PENDING' then
+        raise exception 'a PENDING authentication cannot be deleted'
+            using errcode = 'P0001', constraint = 'authentications_pending_delete_guard';
+    end if;
+    return old;
+end $$;
+
+create or replace function transitions_append_only() returns trigger language plpgsql as $$
+begin
+    raise exception 'the transitions log is append-only'
+        using errcode = 'P0001', constraint = 'transitions_append_only';
+end $$;
+
+do $$
+begin
+    if not exists (select 1 from pg_trigger where tgname = 'authentications_guard') then
+        create trigger authentications_guard before update on authentications
+            for each row execute function authentications_guard();
+    end if;
+    if not exists (select 1 from pg_trigger where tgname = 'authentications_no_delete') then
+        create trigger authentications_no_delete before delete on authentications
+            for each row execute function authentications_no_delete();
+    end if;
+    if not exists (select 1 from pg_trigger where tgname = 'transitions_append_only') then
+        create trigger transitions_append_only before update or delete on transitions
+            for each row execute function transitions_append_only();
+    end if;
+end $$;
+
+insert into schema_info (version) values (1)
+    on conflict (singleton) do update set version = greatest(schema_info.version, excluded.version);
