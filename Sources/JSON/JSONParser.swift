@@ -70,7 +70,11 @@ private struct Reader {
         }
     }
 
-    func fail(_ message: String) -> JSONError { JSONError(message, at: position) }
+    /// Past the end, every problem is the same one: the document was cut short.
+    func fail(_ message: String) -> JSONError {
+        position >= bytes.count ? JSONError("truncated document (unexpected end of input)", at: position)
+            : JSONError(message, at: position)
+    }
 
     mutating func value() throws(JSONError) -> JSONValue {
         guard position < bytes.count else { throw fail("unexpected end of input, expected a value") }

@@ -43,9 +43,12 @@ struct JSONParserTests {
         ("[1 2]", "expected ',' or ']'"),
         ("nul", "invalid literal"),
         ("\"\\x\"", "invalid escape"),
-        ("1.", "digit after '.'"),
-        ("1e", "exponent"),
-        ("-", "invalid number"),
+        ("1.", "truncated"),
+        ("1.x", "digit after '.'"),
+        ("1e", "truncated"),
+        ("1ex", "exponent"),
+        ("-", "truncated"),
+        ("-x", "invalid number"),
         ("NaN", "expected a value"),
     ])
     func refusesWithAClearMessage(input: String, expected: String) {
