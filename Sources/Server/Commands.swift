@@ -111,8 +111,22 @@ package enum Commands {
         }
         if tokens == nil { logger.warning("no signingKeys configured: every protected route will answer 401") }
 
+        // Deadlines: the wheel fires on time, the sweeper ends what a dead instance left,
+        // recovery reloads PENDING deadlines while the server already answers.
+        let instance = Commands.instanceName()
+        let metrics = DeadlineMetrics()
+        let expirer = DeadlineExpirer(pool: pool, instance: instance, logger: logger.with("component", "deadlines"),
+                                      metrics: metrics)
+        let scheduler = DeadlineScheduler(tickMilliseconds: settings.file.timer.tickMilliseconds, metrics: metrics) {
+            expirer.expire($0)
+        }
+        expirer.attach(scheduler)
+        let sweeper = DeadlineSweeper(pool: pool, configuration: settings.file.timer, instance: instance,
+                                      logger: logger.with("component", "sweeper"), metrics: metrics, scheduler: scheduler)
+        let recovery = DeadlineRecovery(pool: pool, scheduler: scheduler, logger: logger.with("component", "recovery"))
+
         let store = PostgresAuthenticationStore(pool: pool)
-        let service = AuthenticationService(store: store)
+        let service = AuthenticationService(store: store, deadlines: scheduler)
         let d1 = D1Routes(service: service, issuers: settings.file.issuers)
         let api = HTTPServer(
             configuration: httpConfiguration(settings.listen, settings.file.http),
@@ -121,7 +135,7 @@ package enum Commands {
             log: httpLog(logger))
         let ops = HTTPServer(
             configuration: httpConfiguration(settings.opsListen, settings.file.http),
-            handler: APIHandler(router: Router(HealthRoutes(pool: pool).routes), logger: logger.with("listener", "ops"),
+            handler: APIHandler(router: Router(HealthRoutes(pool: pool, recovery: recovery, metrics: metrics).routes), logger: logger.with("listener", "ops"),
                                 tokens: tokens),
             log: httpLog(logger))
 
@@ -137,17 +151,31 @@ package enum Commands {
         }
         let apiAddress = ListenAddress(host: settings.listen.host, port: apiPort)
         let opsAddress = ListenAddress(host: settings.opsListen.host, port: opsPort)
+        scheduler.start()
+        recovery.start()
+        sweeper.start()
         logger.info("listening", ["api": apiAddress.description, "ops": opsAddress.description,
-                                  "issuers": String(settings.file.issuers.count)])
+                                  "issuers": String(settings.file.issuers.count), "instance": instance])
 
         if environment["OOB_EXIT_ON_STDIN_EOF"] == "1" { exitWhenStandardInputCloses() }
         waitForTerminationSignal()
         logger.info("shutting down: no new connections, finishing requests in flight")
         api.shutdown()
         ops.shutdown()
+        sweeper.stop()
+        scheduler.stop()
         pool.shutdown()
         logger.info("stopped")
         return 0
+    }
+
+    /// Names this process in the transitions log (`timer@host:pid`), so an operator can tell
+    /// which instance ended what.
+    static func instanceName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&buffer, buffer.count) == 0
+            ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "host"
+        return "\(host.prefix(64)):\(getpid())"
     }
 
     static func httpConfiguration(_ address: ListenAddress, _ http: ConfigFile.HTTP) -> HTTPServerConfiguration {

@@ -113,7 +113,8 @@ package struct EngineSettings: Sendable {
 ///                       "appInstanceId": "demo-app", "authnType": "BIOMETRIC"}],
 ///   "database": {"poolSize": 16, "acquireTimeoutMilliseconds": 2000},
 ///   "http": {"maxBodyBytes": 65536, "maxConnections": 10000, "maxInFlightRequests": 4096,
-///            "headerReadTimeoutSeconds": 10, "idleTimeoutSeconds": 60}
+///            "headerReadTimeoutSeconds": 10, "idleTimeoutSeconds": 60},
+///   "timer": {"tickMilliseconds": 50, "sweepIntervalSeconds": 5, "sweepGraceSeconds": 2}
 /// }
 /// ```
 package struct ConfigFile: Sendable {
@@ -143,6 +144,16 @@ package struct ConfigFile: Sendable {
         package var maxInFlightRequests = 4096
         package var headerReadTimeoutSeconds = 10
         package var idleTimeoutSeconds = 60
+    }
+
+    /// Deadlines: the timer wheel's tick, and the sweeper that ends what another (dead)
+    /// instance left behind. Defaults: 50 ms, every 5 s, 2 s past the deadline.
+    package struct Timer: Sendable, Hashable {
+        package var tickMilliseconds = 50
+        package var sweepIntervalSeconds = 5
+        package var sweepGraceSeconds = 2
+        /// Rows ended per sweeper statement; the sweeper repeats while a batch comes back full.
+        package var sweepBatchSize = 1000
     }
 
     /// An OAuth2 client (client-credentials grant). Exactly one of `secret` / `secretSHA256`.
@@ -179,6 +190,7 @@ package struct ConfigFile: Sendable {
     package var tokenAudience = "oob-engine"
     package var database = Database()
     package var http = HTTP()
+    package var timer = Timer()
     /// Top-level keys this version does not know (logged as a warning at start-up).
     package var unknownKeys: [String] = []
 
@@ -197,7 +209,7 @@ package struct ConfigFile: Sendable {
         var reader = ConfigReader(source: source)
         var file = ConfigFile()
         let known: Set<String> = ["issuers", "authenticators", "database", "http", "clients", "signingKeys",
-                                  "signingKid", "tokenTTLSeconds", "tokenIssuer", "tokenAudience"]
+                                  "signingKid", "tokenTTLSeconds", "tokenIssuer", "tokenAudience", "timer"]
         file.unknownKeys = object.keys.filter { !known.contains($0) }
 
         for (index, issuer) in try reader.array(object, "issuers", required: true).enumerated() {
@@ -245,6 +257,12 @@ package struct ConfigFile: Sendable {
             file.http.maxInFlightRequests = try reader.int(http, "maxInFlightRequests", path: "http", range: 1...1_000_000) ?? file.http.maxInFlightRequests
             file.http.headerReadTimeoutSeconds = try reader.int(http, "headerReadTimeoutSeconds", path: "http", range: 1...600) ?? file.http.headerReadTimeoutSeconds
             file.http.idleTimeoutSeconds = try reader.int(http, "idleTimeoutSeconds", path: "http", range: 1...3600) ?? file.http.idleTimeoutSeconds
+        }
+        if let timer = try reader.optionalObject(object, "timer") {
+            file.timer.tickMilliseconds = try reader.int(timer, "tickMilliseconds", path: "timer", range: 1...1000) ?? file.timer.tickMilliseconds
+            file.timer.sweepIntervalSeconds = try reader.int(timer, "sweepIntervalSeconds", path: "timer", range: 1...3600) ?? file.timer.sweepIntervalSeconds
+            file.timer.sweepGraceSeconds = try reader.int(timer, "sweepGraceSeconds", path: "timer", range: 0...3600) ?? file.timer.sweepGraceSeconds
+            file.timer.sweepBatchSize = try reader.int(timer, "sweepBatchSize", path: "timer", range: 1...100_000) ?? file.timer.sweepBatchSize
         }
         return file
     }

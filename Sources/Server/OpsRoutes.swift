@@ -5,9 +5,13 @@ import Postgres
 /// Health endpoints on the ops listener (OOB_OPS_LISTEN), without authentication.
 package struct HealthRoutes: Sendable {
     package var pool: PostgresPool
+    package var recovery: DeadlineRecovery?
+    package var metrics: DeadlineMetrics?
 
-    package init(pool: PostgresPool) {
+    package init(pool: PostgresPool, recovery: DeadlineRecovery? = nil, metrics: DeadlineMetrics? = nil) {
         self.pool = pool
+        self.recovery = recovery
+        self.metrics = metrics
     }
 
     package var routes: [Route] {
@@ -32,7 +36,18 @@ package struct HealthRoutes: Sendable {
                                             ("reason", .string("schema version is not \(Migration.schemaVersion)"))],
                                       headers: [("Retry-After", "1")])
             }
-            return Responses.json(200, [("status", .string("ready")), ("database", .string("ok"))])
+            var members: [(String, JSONValue)] = [("status", .string("ready")), ("database", .string("ok"))]
+            // Recovery of PENDING deadlines runs while the engine already serves: polls and the
+            // sweeper end anything due meanwhile, so it does not hold readiness back.
+            if let recovery { members.append(("recovery", recovery.json)) }
+            if let metrics {
+                let snapshot = metrics.snapshot
+                members.append(("timers", .object(JSONObject([
+                    ("pending", .number(JSONNumber(snapshot.pending))), ("fired", .number(JSONNumber(snapshot.fired))),
+                    ("swept", .number(JSONNumber(snapshot.sweptEnded))),
+                ]))))
+            }
+            return Responses.json(200, members)
         } catch let error as PostgresError where error.isUnavailable {
             return Responses.json(503, [("status", .string("not ready")), ("reason", .string("database unavailable"))],
                                   headers: [("Retry-After", "1")])

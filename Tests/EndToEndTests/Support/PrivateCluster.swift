@@ -42,14 +42,19 @@ final class PrivateCluster: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let environment { process.environment = environment }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
+        // Output goes to a file, not a pipe: a PostgreSQL server started by the script could
+        // inherit the pipe and keep it open long after the script has exited.
+        let outputPath = NSTemporaryDirectory() + "oob-run-" + UUID().uuidString
+        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        process.standardOutput = output
+        process.standardError = output
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        let reader = Task.detached { pipe.fileHandleForReading.readDataToEndOfFile() }
+        try? output.close()
         try await eventually(timeout: timeout, interval: .milliseconds(25), "\(executable) to finish") { !process.isRunning }
-        let data = await reader.value
+        let data = FileManager.default.contents(atPath: outputPath) ?? Data()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
