@@ -37,6 +37,9 @@ let package = Package(
         .target(name: "Server", dependencies: ["Engine", "HTTP", "Postgres", "Crypto", "JSON"],
                 swiftSettings: strict),
         .executableTarget(name: "oob-engine", dependencies: ["Server"], swiftSettings: strict),
+        // Benchmarks for scripts/bench (optimised build); figures go in README.md.
+        .executableTarget(name: "oob-bench", dependencies: ["Server", "Engine", "Crypto", "Postgres", "JSON"],
+                          swiftSettings: strict),
 
         // Resources/JSONTestSuite: Nicolas Seriot's parsing corpus (MIT), read from the source tree.
         .testTarget(name: "JSONTests", dependencies: ["JSON"], exclude: ["Resources"], swiftSettings: strict),
