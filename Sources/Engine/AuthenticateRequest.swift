@@ -28,6 +28,7 @@ package struct AuthenticateRequest: Sendable, Hashable {
     /// Decodes and validates. Unknown members are ignored (D1 may add fields); known members
     /// must have the contract's type and pattern. `null` counts as absent for optional members.
     package static func decode(_ body: [UInt8]) throws(ValidationError) -> AuthenticateRequest {
+        guard !body.isEmpty else { throw ValidationError("empty body: a JSON object is required") }
         let root: JSONValue
         do {
             root = try JSONParser.parse(body)

@@ -32,7 +32,7 @@ import Testing
     @Test(arguments: [
         ("", "empty body"),
         ("{", "truncated"),
-        ("[]", "not an object"),
+        ("[]", "must be a JSON object"),
         (#"{"operation":"3DS_CHALLENGE_OOB_ISSUER"}"#, "authenticationId is required"),
         (#"{"authenticationId":"a"}"#, "operation is required"),
         (#"{"authenticationId":"a","operation":"OTHER"}"#, "operation must be"),
