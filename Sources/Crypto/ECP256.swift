@@ -94,7 +94,7 @@ package struct ECP256PrivateKey: Sendable {
     package let publicKey: ECP256PublicKey
 
     /// PKCS#8 (`BEGIN PRIVATE KEY`) or SEC 1 (`BEGIN EC PRIVATE KEY`), unencrypted, on P-256.
-    package init(pem: String) throws {
+    package init(pem: String) throws(CryptoError) {
         let box = try EVPKeyBox.loadPEM(pem) { bio in
             PEM_read_bio_PrivateKey(bio, nil, refusePassphrase, nil)
         }
@@ -135,7 +135,7 @@ package struct ECP256PrivateKey: Sendable {
 
     /// ECDSA over SHA-256(`message`), as the fixed-size `r || s` (32 + 32 bytes, big-endian) that
     /// JWS uses (RFC 7518 §3.4) instead of OpenSSL's DER `ECDSA-Sig-Value`.
-    package func signature(for message: [UInt8]) throws -> [UInt8] {
+    package func signature(for message: [UInt8]) throws(CryptoError) -> [UInt8] {
         guard let context = EVP_MD_CTX_new() else { throw CryptoError.openSSL("EVP_MD_CTX_new") }
         defer { EVP_MD_CTX_free(context) }
         guard EVP_DigestSignInit(context, nil, EVP_sha256(), nil, box.pointer) == 1 else {
@@ -177,7 +177,7 @@ package struct ECP256PublicKey: Sendable {
     let box: EVPKeyBox
 
     /// SubjectPublicKeyInfo PEM (`BEGIN PUBLIC KEY`) on P-256.
-    package init(pem: String) throws {
+    package init(pem: String) throws(CryptoError) {
         box = try EVPKeyBox.loadPEM(pem) { bio in
             PEM_read_bio_PUBKEY(bio, nil, nil, nil)
         }
