@@ -1,0 +1,77 @@
+import CCrypto
+
+/// SHA-256 (FIPS 180-4) through libcrypto's EVP interface.
+package enum SHA256 {
+    package static let byteCount = 32
+
+    package static func hash(_ bytes: [UInt8]) -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: byteCount)
+        var length: UInt32 = 0
+        let ok = bytes.withNonEmptyPointer { input, count in
+            digest.withUnsafeMutableBufferPointer { output in
+                EVP_Digest(input, count, output.baseAddress, &length, EVP_sha256(), nil)
+            }
+        }
+        // Only fails when libcrypto cannot allocate or has no SHA-256 provider: nothing to recover.
+        guard ok == 1, length == UInt32(byteCount) else { fatalError("EVP_Digest(SHA-256) failed") }
+        return digest
+    }
+}
+
+/// HMAC-SHA-256 (RFC 2104, RFC 4231) through libcrypto's one-shot `HMAC()`.
+package enum HMACSHA256 {
+    package static let byteCount = 32
+
+    package static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] {
+        var mac = [UInt8](repeating: 0, count: byteCount)
+        var length: UInt32 = 0
+        let result = key.withNonEmptyPointer { keyPointer, keyCount in
+            message.withNonEmptyPointer { messagePointer, messageCount in
+                mac.withUnsafeMutableBufferPointer { output in
+                    HMAC(EVP_sha256(), keyPointer, Int32(keyCount), messagePointer, messageCount,
+                         output.baseAddress, &length)
+                }
+            }
+        }
+        guard result != nil, length == UInt32(byteCount) else { fatalError("HMAC(SHA-256) failed") }
+        return mac
+    }
+}
+
+/// Bytes from libcrypto's CSPRNG (`RAND_bytes`, seeded from the OS).
+package enum SecureRandom {
+    package static func bytes(_ count: Int) -> [UInt8] {
+        precondition(count >= 0 && count <= Int(Int32.max), "SecureRandom.bytes: bad count")
+        var bytes = [UInt8](repeating: 0, count: count)
+        guard count > 0 else { return bytes }
+        let ok = bytes.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, Int32(count)) }
+        // Handing out predictable bytes as keys or token ids would be worse than stopping.
+        guard ok == 1 else { fatalError("RAND_bytes failed: the CSPRNG is not available") }
+        return bytes
+    }
+}
+
+/// Compares two byte strings in time that depends only on their length (`CRYPTO_memcmp`),
+/// so a secret's prefix cannot be learned from response timing. Lengths are not secret here
+/// (digests and MACs have fixed sizes), so unequal lengths return at once.
+package func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    guard !a.isEmpty else { return true }
+    return a.withUnsafeBytes { left in
+        b.withUnsafeBytes { right in
+            CRYPTO_memcmp(left.baseAddress, right.baseAddress, a.count) == 0
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Calls `body` with a pointer that is never nil: libcrypto treats a NULL input as an error
+    /// for some calls even when the length is 0, while an empty Swift array may have no storage.
+    func withNonEmptyPointer<Result>(_ body: (UnsafePointer<UInt8>, Int) throws -> Result) rethrows -> Result {
+        if isEmpty {
+            var placeholder: UInt8 = 0
+            return try body(&placeholder, 0)
+        }
+        return try withUnsafeBufferPointer { try body($0.baseAddress!, $0.count) }
+    }
+}

@@ -1,0 +1,596 @@
+import Glibc
+import Synchronization
+
+/// State every loop of one server shares. Immutable, or atomic.
+final class ServerContext: Sendable {
+    enum Phase: Int {
+        case running = 0
+        /// Stop accepting; finish what is in flight; close connections as they become idle.
+        case draining = 1
+        /// Close everything and let the threads end.
+        case stopping = 2
+    }
+
+    let configuration: HTTPServerConfiguration
+    let handler: any HTTPHandler
+    let log: @Sendable (HTTPServerLogEvent) -> Void
+    let listenFD: Int32
+    let inFlight = InFlightCounter()
+    let openConnections = Atomic<Int>(0)
+    private let phaseValue = Atomic<Int>(Phase.running.rawValue)
+
+    init(configuration: HTTPServerConfiguration, handler: any HTTPHandler,
+         log: @escaping @Sendable (HTTPServerLogEvent) -> Void, listenFD: Int32) {
+        self.configuration = configuration
+        self.handler = handler
+        self.log = log
+        self.listenFD = listenFD
+    }
+
+    var phase: Phase {
+        get { Phase(rawValue: phaseValue.load(ordering: .acquiring)) ?? .stopping }
+        set { phaseValue.store(newValue.rawValue, ordering: .releasing) }
+    }
+}
+
+/// One client connection; touched only by its loop's thread.
+final class Connection {
+    let id: UInt64
+    let fd: Int32
+    let remoteAddress: String
+    var parser: HTTPRequestParser
+    var output: [UInt8] = []
+    var outputOffset = 0
+    /// A request is with the handler; nothing else is parsed until its response is written.
+    var awaitingResponse = false
+    /// Sequence number of the request handed out last; a late or duplicate delivery for an older
+    /// one is ignored.
+    var requestID: UInt64 = 0
+    var requestIsHead = false
+    var requestKeepAlive = true
+    var closeAfterFlush = false
+    var inputClosed = false
+    /// Our side is shut for writing; we read and discard until the peer closes, so that closing
+    /// with unread input does not reset the connection before the client read our answer.
+    var lingering = false
+    var lingerDeadline: Int64 = 0
+    var lingerDiscarded = 0
+    var interest = Epoll.input
+    var phase = HTTPRequestParser.Phase.idle
+    var phaseStart: Int64
+    var lastWriteProgress: Int64
+
+    init(id: UInt64, fd: Int32, remoteAddress: String, limits: HTTPParserLimits, now: Int64) {
+        self.id = id
+        self.fd = fd
+        self.remoteAddress = remoteAddress
+        self.parser = HTTPRequestParser(limits: limits)
+        self.phaseStart = now
+        self.lastWriteProgress = now
+    }
+
+    var pendingOutputCount: Int { output.count - outputOffset }
+}
+
+/// One epoll loop on its own thread (not Swift's cooperative pool: the loop blocks in
+/// epoll_wait). It accepts from the shared listening socket (EPOLLEXCLUSIVE wakes one loop per
+/// connection), parses, calls the handler, and writes responses that other threads post to its
+/// mailbox (an eventfd wakes it).
+final class EventLoop: @unchecked Sendable { // Loop-thread state is touched only inside run() and the methods it calls; other threads use only `deliver`/`wake` (mailbox under its Mutex) and immutable lets.
+    private struct Delivery {
+        var connectionID: UInt64
+        var requestID: UInt64
+        var response: HTTPResponse
+    }
+
+    private struct Mailbox {
+        var deliveries: [Delivery] = []
+        var wakePending = false
+        /// Set, under the lock, just before the eventfd is closed: afterwards nothing writes to it.
+        var closed = false
+    }
+
+    private static let listenToken: UInt64 = 0
+    private static let wakeToken: UInt64 = 1
+    private static let readChunk = 65_536
+    /// Stop parsing further pipelined requests while this much output waits for the client.
+    private static let outputHighWater = 65_536
+    private static let lingerTimeout: Int64 = 2_000_000_000
+    private static let drainingLingerTimeout: Int64 = 200_000_000
+    private static let maxLingerDiscard = 1 << 20
+
+    private let context: ServerContext
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private let mailbox = Mutex(Mailbox())
+    private let calls = LinuxCalls.shared
+
+    // Loop-thread state.
+    private var connections: [UInt64: Connection] = [:]
+    private var nextConnectionID: UInt64 = 2
+    private var listening = false
+    private var listenResumeAt: Int64?
+    private var draining = false
+    private var encoder = ResponseEncoder()
+    private let readBuffer: UnsafeMutableRawBufferPointer
+    private let limits: HTTPParserLimits
+    private let readAheadLimit: Int
+    private let sweepInterval: Int64
+
+    init(context: ServerContext) throws(SystemError) {
+        self.context = context
+        let configuration = context.configuration
+        limits = HTTPParserLimits(configuration)
+        readAheadLimit = max(configuration.maxPipelinedRequests, 1) * 4_096
+        let shortest = min(configuration.headerReadTimeout, configuration.bodyReadTimeout, configuration.idleTimeout)
+        sweepInterval = min(max(shortest.nanoseconds / 4, 10_000_000), 250_000_000)
+        let calls = LinuxCalls.shared
+        let epoll = try systemCall("epoll_create1") { calls.epollCreate1(Epoll.closeOnExec) }
+        let wake: Int32
+        do {
+            wake = try systemCall("eventfd") { calls.eventFD(0, Epoll.eventFDNonBlocking | Epoll.eventFDCloseOnExec) }
+        } catch {
+            close(epoll)
+            throw error
+        }
+        epollFD = epoll
+        wakeFD = wake
+        readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readChunk, alignment: 16)
+        do {
+            try control(Epoll.add, fd: wake, events: Epoll.input, token: Self.wakeToken)
+        } catch {
+            close(epoll)
+            close(wake)
+            readBuffer.deallocate()
+            throw error
+        }
+    }
+
+    // MARK: - Any thread
+
+    /// Posts a response for the loop to write; dropped if the loop has ended.
+    func deliver(_ response: HTTPResponse, connectionID: UInt64, requestID: UInt64) {
+        let wakeFD = self.wakeFD
+        mailbox.withLock { box in
+            guard !box.closed else { return }
+            box.deliveries.append(Delivery(connectionID: connectionID, requestID: requestID, response: response))
+            if !box.wakePending {
+                box.wakePending = true
+                Self.signal(wakeFD)
+            }
+        }
+    }
+
+    /// Makes the loop look at the server's phase now.
+    func wake() {
+        let wakeFD = self.wakeFD
+        mailbox.withLock { box in
+            guard !box.closed else { return }
+            Self.signal(wakeFD)
+        }
+    }
+
+    private static func signal(_ fd: Int32) {
+        var one: UInt64 = 1
+        // EAGAIN only when the counter is near overflow, i.e. the loop is already awake.
+        _ = write(fd, &one, MemoryLayout<UInt64>.size)
+    }
+
+    /// After the loop's thread has ended: releases the descriptors. Later deliveries are dropped.
+    func closeResources() {
+        mailbox.withLock { box in
+            box.closed = true
+            box.deliveries.removeAll()
+            close(wakeFD)
+        }
+        close(epollFD)
+        readBuffer.deallocate()
+    }
+
+    // MARK: - Loop thread
+
+    func run() {
+        startListening()
+        var events = [EpollEvent](repeating: EpollEvent(events: 0, data: 0), count: 256)
+        var nextSweep = monotonicNanoseconds() + sweepInterval
+        while true {
+            switch context.phase {
+            case .stopping:
+                closeAllConnections()
+                return
+            case .draining:
+                if !draining { beginDraining() }
+            case .running:
+                break
+            }
+            let timeoutMilliseconds = Int32(clamping: max(0, (nextSweep - monotonicNanoseconds()) / 1_000_000 + 1))
+            let count = events.withUnsafeMutableBytes { buffer in
+                calls.epollWait(epollFD, buffer.baseAddress, 256, timeoutMilliseconds)
+            }
+            if count < 0 {
+                let code = errno
+                if code != EINTR { context.log(.ioError("epoll_wait errno \(code)")) }
+                continue
+            }
+            for index in 0..<Int(count) {
+                let event = events[index]
+                switch event.data {
+                case Self.listenToken: acceptConnections()
+                case Self.wakeToken: processMailbox()
+                default: connectionEvent(event.data, events: event.events)
+                }
+            }
+            let now = monotonicNanoseconds()
+            if now >= nextSweep {
+                sweep(now: now)
+                nextSweep = now + sweepInterval
+            }
+        }
+    }
+
+    private func control(_ operation: Int32, fd: Int32, events: UInt32, token: UInt64) throws(SystemError) {
+        var event = EpollEvent(events: events, data: token)
+        let calls = self.calls
+        let epollFD = self.epollFD
+        try systemCall("epoll_ctl") { calls.epollCtl(epollFD, operation, fd, &event) }
+    }
+
+    private func startListening() {
+        guard !listening, !draining else { return }
+        do {
+            try control(Epoll.add, fd: context.listenFD, events: Epoll.input | Epoll.exclusive, token: Self.listenToken)
+            listening = true
+            listenResumeAt = nil
+        } catch {
+            context.log(.ioError(error.description))
+        }
+    }
+
+    private func stopListening() {
+        guard listening else { return }
+        try? control(Epoll.delete, fd: context.listenFD, events: 0, token: Self.listenToken)
+        listening = false
+    }
+
+    private func beginDraining() {
+        draining = true
+        stopListening()
+        for connection in Array(connections.values) where isQuiet(connection) {
+            closeConnection(connection)
+        }
+    }
+
+    /// Nothing owed to the client: no request with the handler, no unsent bytes.
+    private func isQuiet(_ connection: Connection) -> Bool {
+        !connection.awaitingResponse && connection.pendingOutputCount == 0 && !connection.lingering
+    }
+
+    private func closeAllConnections() {
+        for connection in Array(connections.values) { closeConnection(connection) }
+        stopListening()
+    }
+
+    // MARK: Accepting
+
+    private static let overloadResponse: [UInt8] = {
+        var encoder = ResponseEncoder()
+        var bytes: [UInt8] = []
+        encoder.encode(ErrorResponses.json(503, "too many connections", headers: [("Retry-After", "1")]),
+                       headRequest: false, close: true, into: &bytes)
+        return bytes
+    }()
+
+    private func acceptConnections() {
+        // A bounded batch, so one busy listener cannot starve the connections of this loop.
+        for _ in 0..<64 {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let calls = self.calls
+            let listenFD = context.listenFD
+            let fd = withUnsafeMutablePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                    calls.accept4(listenFD, address, &length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+                }
+            }
+            if fd < 0 {
+                let code = errno
+                switch code {
+                case EINTR, ECONNABORTED, EPROTO, EPERM:
+                    continue
+                case EAGAIN, EWOULDBLOCK:
+                    return
+                default:
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener stays readable, so stop
+                    // watching it for a moment instead of spinning.
+                    context.log(.acceptFailed(errno: code))
+                    stopListening()
+                    listenResumeAt = monotonicNanoseconds() + 100_000_000
+                    return
+                }
+            }
+            let open = context.openConnections.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue
+            if open > context.configuration.maxConnections || draining {
+                context.openConnections.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+                Self.overloadResponse.withUnsafeBytes { _ = sendNonBlocking(fd, $0) }
+                close(fd)
+                context.log(.rejectedOverload("connections"))
+                continue
+            }
+            var one: Int32 = 1
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            let id = nextConnectionID
+            nextConnectionID += 1
+            let connection = Connection(id: id, fd: fd, remoteAddress: describeAddress(storage), limits: limits,
+                                        now: monotonicNanoseconds())
+            do {
+                try control(Epoll.add, fd: fd, events: Epoll.input, token: id)
+            } catch {
+                context.openConnections.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+                close(fd)
+                context.log(.ioError(error.description))
+                continue
+            }
+            connections[id] = connection
+            context.log(.accepted(remoteAddress: connection.remoteAddress))
+        }
+    }
+
+    // MARK: Connection events
+
+    private func connectionEvent(_ id: UInt64, events: UInt32) {
+        guard let connection = connections[id] else { return }
+        if events & (Epoll.input | Epoll.hangUp | Epoll.error) != 0 && connection.interest & Epoll.input != 0 {
+            readable(connection)
+            guard connections[id] != nil else { return }
+        }
+        if events & Epoll.output != 0 && connection.pendingOutputCount > 0 {
+            guard flush(connection) else { return }
+            service(connection)
+            guard connections[id] != nil else { return }
+        }
+        if events & (Epoll.hangUp | Epoll.error) != 0 && connection.interest & Epoll.input == 0 {
+            // The peer is gone in both directions (or reset): nothing can be delivered.
+            closeConnection(connection)
+        }
+    }
+
+    private func readable(_ connection: Connection) {
+        reading: for _ in 0..<4 {
+            switch readNonBlocking(connection.fd, into: readBuffer) {
+            case .transferred(let count):
+                if connection.lingering {
+                    connection.lingerDiscarded += count
+                    if connection.lingerDiscarded > Self.maxLingerDiscard {
+                        closeConnection(connection)
+                        return
+                    }
+                    continue
+                }
+                connection.parser.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
+                if count < readBuffer.count { break reading }
+                if connection.awaitingResponse && connection.parser.bufferedByteCount >= readAheadLimit { break reading }
+            case .endOfFile:
+                connection.inputClosed = true
+                break reading
+            case .wouldBlock:
+                break reading
+            case .failed:
+                // ECONNRESET and friends: the client is gone; a pending response is dropped.
+                closeConnection(connection)
+                return
+            }
+        }
+        if connection.lingering {
+            if connection.inputClosed { closeConnection(connection) }
+            return
+        }
+        service(connection)
+    }
+
+    /// Parses and dispatches what is buffered, writes what is owed, and sets the epoll interest.
+    /// Requests on one connection go to the handler one at a time, so responses leave in order.
+    private func service(_ connection: Connection) {
+        while true {
+            var progressed = false
+            parsing: while !connection.awaitingResponse && !connection.closeAfterFlush && !connection.lingering
+                    && connection.pendingOutputCount < Self.outputHighWater {
+                switch connection.parser.next() {
+                case .needMoreData:
+                    break parsing
+                case .expectContinue:
+                    connection.output.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
+                    progressed = true
+                case .failure(let error):
+                    context.log(.parseError("\(error.description) from \(connection.remoteAddress)"))
+                    queue(ErrorResponses.json(error.status, error.message), on: connection, headRequest: false, close: true)
+                    progressed = true
+                case .request(var request, let keepAlive):
+                    request.remoteAddress = connection.remoteAddress
+                    dispatch(request, keepAlive: keepAlive, on: connection)
+                    progressed = true
+                }
+            }
+            guard flush(connection) else { return }
+            if connection.pendingOutputCount > 0 || !progressed { break }
+        }
+        if connection.inputClosed && isQuiet(connection) {
+            // The client stopped sending and is owed nothing (a partial request is abandoned).
+            closeConnection(connection)
+            return
+        }
+        if draining && isQuiet(connection) && connection.parser.phase == .idle {
+            closeConnection(connection)
+            return
+        }
+        updateInterest(connection)
+        updatePhase(connection, now: monotonicNanoseconds())
+    }
+
+    private func dispatch(_ request: HTTPRequest, keepAlive: Bool, on connection: Connection) {
+        let keepAlive = keepAlive && !draining
+        guard context.inFlight.tryStart(limit: context.configuration.maxInFlightRequests) else {
+            context.log(.rejectedOverload("requests"))
+            queue(ErrorResponses.json(503, "server busy, retry later", headers: [("Retry-After", "1")]),
+                  on: connection, headRequest: request.method == "HEAD", close: !keepAlive)
+            return
+        }
+        connection.requestID &+= 1
+        connection.awaitingResponse = true
+        connection.requestIsHead = request.method == "HEAD"
+        connection.requestKeepAlive = keepAlive
+        let responder = HTTPResponder(loop: self, connectionID: connection.id, requestID: connection.requestID,
+                                      inFlight: context.inFlight)
+        context.handler.handle(request, responder: responder)
+    }
+
+    private func queue(_ response: HTTPResponse, on connection: Connection, headRequest: Bool, close: Bool) {
+        encoder.encode(response, headRequest: headRequest, close: close, into: &connection.output)
+        if close { connection.closeAfterFlush = true }
+    }
+
+    private func processMailbox() {
+        var counter: UInt64 = 0
+        _ = read(wakeFD, &counter, MemoryLayout<UInt64>.size)
+        let deliveries = mailbox.withLock { box in
+            box.wakePending = false
+            let taken = box.deliveries
+            box.deliveries.removeAll()
+            return taken
+        }
+        for delivery in deliveries {
+            guard let connection = connections[delivery.connectionID], connection.awaitingResponse,
+                  connection.requestID == delivery.requestID else {
+                continue // the client left, or a stale answer
+            }
+            connection.awaitingResponse = false
+            let handlerWantsClose = delivery.response.headers.values("Connection").contains { value in
+                value.split(separator: ",").contains { $0.trimmingCharacters(in: " \t").lowercased() == "close" }
+            }
+            let close = !connection.requestKeepAlive || draining || connection.inputClosed || handlerWantsClose
+            queue(delivery.response, on: connection, headRequest: connection.requestIsHead, close: close)
+            service(connection)
+        }
+    }
+
+    /// Writes pending output. Returns false when the connection was closed (write error, or done
+    /// and closing without lingering).
+    private func flush(_ connection: Connection) -> Bool {
+        while connection.pendingOutputCount > 0 {
+            let result = connection.output.withUnsafeBytes { bytes in
+                sendNonBlocking(connection.fd, UnsafeRawBufferPointer(rebasing: bytes[connection.outputOffset...]))
+            }
+            switch result {
+            case .transferred(let count):
+                connection.outputOffset += count
+                connection.lastWriteProgress = monotonicNanoseconds()
+            case .wouldBlock:
+                updateInterest(connection)
+                return true
+            case .endOfFile, .failed:
+                // EPIPE, ECONNRESET: the client went away.
+                closeConnection(connection)
+                return false
+            }
+        }
+        connection.output.removeAll(keepingCapacity: connection.output.capacity <= 16_384)
+        connection.outputOffset = 0
+        if connection.closeAfterFlush && !connection.lingering {
+            if connection.inputClosed {
+                closeConnection(connection)
+                return false
+            }
+            shutdown(connection.fd, Int32(SHUT_WR))
+            connection.lingering = true
+            connection.lingerDeadline = monotonicNanoseconds() + (draining ? Self.drainingLingerTimeout : Self.lingerTimeout)
+            updateInterest(connection)
+        }
+        return true
+    }
+
+    private func updateInterest(_ connection: Connection) {
+        var wanted: UInt32 = 0
+        if connection.lingering {
+            wanted = Epoll.input
+        } else {
+            if connection.pendingOutputCount > 0 { wanted |= Epoll.output }
+            let readAheadFull = connection.awaitingResponse && connection.parser.bufferedByteCount >= readAheadLimit
+            let outputBacklog = connection.pendingOutputCount >= Self.outputHighWater
+            if !connection.inputClosed && !connection.closeAfterFlush && !readAheadFull && !outputBacklog {
+                wanted |= Epoll.input
+            }
+        }
+        guard wanted != connection.interest else { return }
+        do {
+            try control(Epoll.modify, fd: connection.fd, events: wanted, token: connection.id)
+            connection.interest = wanted
+        } catch {
+            context.log(.ioError(error.description))
+            closeConnection(connection)
+        }
+    }
+
+    /// Timeouts run from the start of the current phase; while the server owes the client an
+    /// answer, the client's clock does not run.
+    private func updatePhase(_ connection: Connection, now: Int64) {
+        let phase = connection.parser.phase
+        if connection.awaitingResponse || connection.pendingOutputCount > 0 || phase != connection.phase {
+            connection.phase = phase
+            connection.phaseStart = now
+        }
+    }
+
+    private func closeConnection(_ connection: Connection) {
+        guard connections.removeValue(forKey: connection.id) != nil else { return }
+        close(connection.fd)
+        context.openConnections.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+        context.log(.closed(remoteAddress: connection.remoteAddress))
+    }
+
+    // MARK: Timers
+
+    private func sweep(now: Int64) {
+        if let resume = listenResumeAt, now >= resume, !draining { startListening() }
+        let configuration = context.configuration
+        for connection in Array(connections.values) {
+            if connection.lingering {
+                if now >= connection.lingerDeadline { closeConnection(connection) }
+                continue
+            }
+            if connection.pendingOutputCount > 0 {
+                // A client that does not read its responses is treated like an idle one.
+                if now - connection.lastWriteProgress >= configuration.idleTimeout.nanoseconds {
+                    context.log(.timedOut(remoteAddress: connection.remoteAddress, phase: "writing"))
+                    closeConnection(connection)
+                }
+                continue
+            }
+            if connection.awaitingResponse { continue }
+            let elapsed = now - connection.phaseStart
+            switch connection.phase {
+            case .idle:
+                if elapsed >= configuration.idleTimeout.nanoseconds { closeConnection(connection) }
+            case .head:
+                if elapsed >= configuration.headerReadTimeout.nanoseconds { requestTimedOut(connection, phase: "reading headers") }
+            case .body:
+                if elapsed >= configuration.bodyReadTimeout.nanoseconds { requestTimedOut(connection, phase: "reading body") }
+            }
+        }
+    }
+
+    /// Slow senders (slowloris) get 408 and the connection closes.
+    private func requestTimedOut(_ connection: Connection, phase: String) {
+        context.log(.timedOut(remoteAddress: connection.remoteAddress, phase: phase))
+        queue(ErrorResponses.json(408, "request not received in time"), on: connection, headRequest: false, close: true)
+        guard flush(connection) else { return }
+        updateInterest(connection)
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: String) -> Substring {
+        var text = self
+        while let first = text.first, set.contains(first) { text.removeFirst() }
+        while let last = text.last, set.contains(last) { text.removeLast() }
+        return text
+    }
+}

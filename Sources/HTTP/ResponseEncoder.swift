@@ -1,0 +1,103 @@
+import Glibc
+
+/// Turns an `HTTPResponse` into bytes on the wire. The server owns framing: it writes
+/// `Content-Length` itself and drops the handler's framing headers (RFC 9112 §6).
+struct ResponseEncoder {
+    private var cachedDateSecond = -1
+    private var cachedDate = ""
+
+    /// - Parameters:
+    ///   - headRequest: a HEAD request gets the headers, including the Content-Length the body
+    ///     would have had, but no body (RFC 9110 §9.3.2).
+    ///   - close: adds `Connection: close`.
+    mutating func encode(_ response: HTTPResponse, headRequest: Bool, close: Bool, into output: inout [UInt8]) {
+        var status = response.status
+        var response = response
+        if !(200...999).contains(status) {
+            // 1xx cannot be a final answer, other values are not HTTP.
+            response = ErrorResponses.json(500, "the request handler produced an invalid status")
+            status = 500
+        }
+        output.append(contentsOf: "HTTP/1.1 \(status) \(Self.reason(status))\r\n".utf8)
+        var hasDate = false
+        for (name, value) in response.headers {
+            if HTTPHeaders.namesEqual(name, "Content-Length") || HTTPHeaders.namesEqual(name, "Transfer-Encoding")
+                || HTTPHeaders.namesEqual(name, "Connection") {
+                continue
+            }
+            // A header that cannot be framed safely (bad name, CR/LF in value) is dropped: never
+            // let a handler split the response.
+            guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte),
+                  value.utf8.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }) else { continue }
+            if HTTPHeaders.namesEqual(name, "Date") { hasDate = true }
+            output.append(contentsOf: name.utf8)
+            output.append(contentsOf: ": ".utf8)
+            output.append(contentsOf: value.utf8)
+            output.append(contentsOf: "\r\n".utf8)
+        }
+        if !hasDate {
+            output.append(contentsOf: "Date: ".utf8)
+            output.append(contentsOf: currentDate().utf8)
+            output.append(contentsOf: "\r\n".utf8)
+        }
+        let bodyAllowed = status != 204 && status != 304
+        if bodyAllowed {
+            output.append(contentsOf: "Content-Length: \(response.body.count)\r\n".utf8)
+        }
+        if close { output.append(contentsOf: "Connection: close\r\n".utf8) }
+        output.append(contentsOf: "\r\n".utf8)
+        if bodyAllowed && !headRequest { output.append(contentsOf: response.body) }
+    }
+
+    /// IMF-fixdate (RFC 9110 §5.6.7), recomputed at most once a second.
+    private mutating func currentDate() -> String {
+        var now = time(nil)
+        let second = Int(now)
+        if second == cachedDateSecond { return cachedDate }
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        cachedDate = "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+        cachedDateSecond = second
+        return cachedDate
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 100: "Continue"
+        case 200: "OK"
+        case 201: "Created"
+        case 202: "Accepted"
+        case 204: "No Content"
+        case 301: "Moved Permanently"
+        case 302: "Found"
+        case 304: "Not Modified"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 409: "Conflict"
+        case 410: "Gone"
+        case 411: "Length Required"
+        case 413: "Content Too Large"
+        case 414: "URI Too Long"
+        case 415: "Unsupported Media Type"
+        case 417: "Expectation Failed"
+        case 422: "Unprocessable Content"
+        case 429: "Too Many Requests"
+        case 431: "Request Header Fields Too Large"
+        case 500: "Internal Server Error"
+        case 501: "Not Implemented"
+        case 502: "Bad Gateway"
+        case 503: "Service Unavailable"
+        case 504: "Gateway Timeout"
+        case 505: "HTTP Version Not Supported"
+        default: "Status"
+        }
+    }
+}
