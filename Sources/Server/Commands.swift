@@ -1,9 +1,9 @@
 import Dispatch
-import Engine
+package import Engine
 import Foundation
 import Glibc
-import HTTP
-import Postgres
+package import HTTP
+package import Postgres
 
 /// The `oob-engine` command line: serve, migrate, help.
 package enum Commands {

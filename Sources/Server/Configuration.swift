@@ -1,4 +1,4 @@
-import Engine
+package import Engine
 import Foundation
 package import JSON
 

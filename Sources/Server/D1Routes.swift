@@ -1,6 +1,6 @@
-import Engine
-import HTTP
-import JSON
+package import Engine
+package import HTTP
+package import JSON
 
 /// D1's outbound API (D1 → issuer), ../shared/d1-contract/.
 package struct D1Routes: Sendable {

@@ -1,8 +1,8 @@
 import Dispatch
-import Engine
+package import Engine
 import Foundation
-import JSON
-import Postgres
+package import JSON
+package import Postgres
 import Synchronization
 
 /// Wall-clock milliseconds: deadlines are absolute instants stored by PostgreSQL, so the wheel
@@ -61,7 +61,9 @@ package final class DeadlineScheduler: DeadlineTracker, Sendable {
     package let tickMilliseconds: Int64
     private let wheel: Mutex<TimerWheel>
     private let queue = DispatchQueue(label: "oob.deadlines.timer")
-    private let source: Mutex<(any DispatchSourceTimer)?> = Mutex(nil)
+    // Dispatch sources are thread-safe; the protocol just isn't annotated Sendable.
+    private nonisolated(unsafe) let source: any DispatchSourceTimer
+    private let started = Mutex(false)
     private let onExpire: @Sendable ([TimerWheel.Expired]) -> Void
     private let metrics: DeadlineMetrics
 
@@ -72,6 +74,7 @@ package final class DeadlineScheduler: DeadlineTracker, Sendable {
         self.onExpire = onExpire
         let now = WallClock.milliseconds() / Int64(max(1, tickMilliseconds))
         wheel = Mutex(TimerWheel(slotCount: 4096, startTick: now))
+        source = DispatchSource.makeTimerSource(flags: .strict, queue: queue)
     }
 
     /// The tick at which a deadline fires: the first tick boundary at or after it, so a timer
@@ -111,20 +114,15 @@ package final class DeadlineScheduler: DeadlineTracker, Sendable {
     }
 
     package func start() {
-        let timer = DispatchSource.makeTimerSource(flags: .strict, queue: queue)
+        guard started.withLock({ started in defer { started = true }; return !started }) else { return }
         let interval = DispatchTimeInterval.milliseconds(Int(tickMilliseconds))
-        timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(Int(tickMilliseconds / 10)))
-        timer.setEventHandler { [weak self] in self?.fireDue() }
-        source.withLock { $0 = timer }
-        timer.resume()
+        source.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(Int(tickMilliseconds / 10)))
+        source.setEventHandler { [weak self] in self?.fireDue() }
+        source.resume()
     }
 
     package func stop() {
-        let timer = source.withLock { source -> (any DispatchSourceTimer)? in
-            defer { source = nil }
-            return source
-        }
-        timer?.cancel()
+        if started.withLock({ $0 }) { source.cancel() }
     }
 }
 
@@ -184,7 +182,7 @@ package final class DeadlineExpirer: Sendable {
         let ids = "{" + batch.map { String($0.id) }.joined(separator: ",") + "}"
         do {
             let rows = try pool.withConnectionBlocking { connection in
-                try connection.execute(Self.expireBatch, [ids, actor])
+                try connection.execute(Self.expireBatch, [ids, self.actor])
             }
             var lateness: [Int64] = []
             var early: [(UInt64, Int64)] = []
@@ -239,7 +237,9 @@ package final class DeadlineSweeper: Sendable {
     private let metrics: DeadlineMetrics
     private let scheduler: DeadlineScheduler?
     private let queue = DispatchQueue(label: "oob.deadlines.sweep")
-    private let source: Mutex<(any DispatchSourceTimer)?> = Mutex(nil)
+    // Dispatch sources are thread-safe; the protocol just isn't annotated Sendable.
+    private nonisolated(unsafe) let source: any DispatchSourceTimer
+    private let started = Mutex(false)
 
     package init(pool: PostgresPool, configuration: ConfigFile.Timer, instance: String, logger: Logger,
                  metrics: DeadlineMetrics, scheduler: DeadlineScheduler?) {
@@ -249,6 +249,7 @@ package final class DeadlineSweeper: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.scheduler = scheduler
+        self.source = DispatchSource.makeTimerSource(queue: queue)
     }
 
     /// One pass: repeats while batches come back full, at most 100 batches per pass.
@@ -257,8 +258,8 @@ package final class DeadlineSweeper: Sendable {
         var total = 0
         for _ in 0..<100 {
             let rows = try pool.withConnectionBlocking { connection in
-                try connection.execute(Self.sweep, [String(configuration.sweepGraceSeconds),
-                                                    String(configuration.sweepBatchSize), actor])
+                try connection.execute(Self.sweep, [String(self.configuration.sweepGraceSeconds),
+                                                    String(self.configuration.sweepBatchSize), self.actor])
             }
             for row in 0..<rows.count { if let id = rows.int(row, "id") { scheduler?.forget(id: UInt64(id)) } }
             total += rows.count
@@ -272,10 +273,10 @@ package final class DeadlineSweeper: Sendable {
     }
 
     package func start() {
-        let timer = DispatchSource.makeTimerSource(queue: queue)
+        guard started.withLock({ started in defer { started = true }; return !started }) else { return }
         let interval = DispatchTimeInterval.seconds(configuration.sweepIntervalSeconds)
-        timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(100))
-        timer.setEventHandler { [weak self] in
+        source.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(100))
+        source.setEventHandler { [weak self] in
             guard let self else { return }
             do {
                 try self.sweepOnce()
@@ -284,16 +285,11 @@ package final class DeadlineSweeper: Sendable {
                                     ["error": String(describing: error)])
             }
         }
-        source.withLock { $0 = timer }
-        timer.resume()
+        source.resume()
     }
 
     package func stop() {
-        let timer = source.withLock { source -> (any DispatchSourceTimer)? in
-            defer { source = nil }
-            return source
-        }
-        timer?.cancel()
+        if started.withLock({ $0 }) { source.cancel() }
     }
 }
 
@@ -338,7 +334,7 @@ package final class DeadlineRecovery: Sendable {
         Thread.detachNewThread { [self] in run() }
     }
 
-    func run() {
+    package func run() {
         let started = MonotonicTime.microseconds()
         state.withLock { $0.phase = .running }
         var after = ("-infinity", "0")
@@ -346,7 +342,7 @@ package final class DeadlineRecovery: Sendable {
         while true {
             do {
                 let rows = try pool.withConnectionBlocking { connection in
-                    try connection.execute(Self.batch, [after.0, after.1, String(batchSize)])
+                    try connection.execute(Self.batch, [after.0, after.1, String(self.batchSize)])
                 }
                 for row in 0..<rows.count {
                     guard let id = rows.int(row, "id"), let deadline = rows.int(row, "deadline_ms") else { continue }

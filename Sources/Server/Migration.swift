@@ -1,4 +1,4 @@
-import Postgres
+package import Postgres
 
 /// Applies schema.sql (embedded at build time) in one transaction. Idempotent; concurrent
 /// instances serialise on an advisory lock taken inside the script.

@@ -1,8 +1,8 @@
-import Crypto
-import Engine
+package import Crypto
+package import Engine
 import Foundation
 package import HTTP
-import JSON
+package import JSON
 import Synchronization
 
 /// Scopes a client may hold: D1 itself, the bank's app backend, the bank's operators.

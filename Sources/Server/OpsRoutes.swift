@@ -1,6 +1,6 @@
-import HTTP
-import JSON
-import Postgres
+package import HTTP
+package import JSON
+package import Postgres
 
 /// Health endpoints on the ops listener (OOB_OPS_LISTEN), without authentication.
 package struct HealthRoutes: Sendable {

@@ -1,5 +1,5 @@
-import Engine
-import Postgres
+package import Engine
+package import Postgres
 
 /// The production `AuthenticationStore`: every change is one statement (data-modifying CTEs),
 /// so the row and its transition are written atomically in one round trip, and every

@@ -1,6 +1,6 @@
 import Glibc
 package import HTTP
-import JSON
+package import JSON
 
 /// What a route handler sees.
 package struct RouteContext: Sendable {

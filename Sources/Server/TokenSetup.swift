@@ -1,5 +1,5 @@
-import Crypto
-import Engine
+package import Crypto
+package import Engine
 
 extension TokenAuthority {
     /// Builds the authority from the configuration file; nil when no signing key is configured

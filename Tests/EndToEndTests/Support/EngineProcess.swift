@@ -10,7 +10,7 @@ final class EngineProcess: @unchecked Sendable {
     let apiPort: Int
     let opsPort: Int
     let configPath: String
-    private let lines: Mutex<[String]>
+    private let lines: LockedLines
     private let logFile: FileHandle?
 
     struct Options {
@@ -59,7 +59,7 @@ final class EngineProcess: @unchecked Sendable {
         HTTPClient(port: apiPort, token: try token())
     }
 
-    private init(process: Process, apiPort: Int, opsPort: Int, configPath: String, lines: Mutex<[String]>, logFile: FileHandle?) {
+    private init(process: Process, apiPort: Int, opsPort: Int, configPath: String, lines: LockedLines, logFile: FileHandle?) {
         self.process = process
         self.apiPort = apiPort
         self.opsPort = opsPort
@@ -90,9 +90,9 @@ final class EngineProcess: @unchecked Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardInput = stdin
 
-        let lines = Mutex<[String]>([])
+        let lines = LockedLines()
         let logPath = TestEnvironment.logDirectory + "/engine-" + UUID().uuidString + ".log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let logFile = FileHandle(forWritingAtPath: logPath)
         let pending = Mutex<[UInt8]>([])
         stderr.fileHandleForReading.readabilityHandler = { handle in
@@ -167,3 +167,9 @@ final class EngineProcess: @unchecked Sendable {
 /// the test process.
 private let retainedPipes = Mutex<[Pipe]>([])
 private func keepOpenForProcessLifetime(_ pipe: Pipe) { retainedPipes.withLock { $0.append(pipe) } }
+
+/// The engine's log lines so far, shared between the reading handler and the test.
+final class LockedLines: Sendable {
+    private let lines = Mutex<[String]>([])
+    func withLock<T>(_ body: (inout [String]) -> T) -> T { lines.withLock { body(&$0) } }
+}

@@ -45,7 +45,7 @@ final class PrivateCluster: @unchecked Sendable {
         // Output goes to a file, not a pipe: a PostgreSQL server started by the script could
         // inherit the pipe and keep it open long after the script has exited.
         let outputPath = NSTemporaryDirectory() + "oob-run-" + UUID().uuidString
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         process.standardOutput = output
