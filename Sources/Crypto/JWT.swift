@@ -249,7 +249,9 @@ package struct JWTKeySet: Sendable {
         guard claims.iss == issuer else { throw .wrongIssuer }
         guard claims.exp > now else { throw .expired }
         guard claims.nbf <= now else { throw .notYetValid }
-        guard claims.iat <= now + Self.issuedAtLeewaySeconds else { throw .issuedInFuture }
+        // Saturating: `now` near Int64.max must not trap the process.
+        let (latestIssuedAt, overflow) = now.addingReportingOverflow(Self.issuedAtLeewaySeconds)
+        guard overflow || claims.iat <= latestIssuedAt else { throw .issuedInFuture }
         return claims
     }
 

@@ -383,6 +383,15 @@ private typealias F = JWTFixtures
     @Test func issuedTooFarInTheFuture() {
         #expect(F.rejection(F.forge(payload: F.claimsText { $0["iat"] = .number(JSONNumber(F.now + 61)) })) == .issuedInFuture)
     }
+    @Test func extremeTimesNeitherTrapNorPass() {
+        let maxIat = F.forge(payload: F.claimsText { $0["iat"] = .number(JSONNumber(Int64.max)) })
+        #expect(F.rejection(maxIat) == .issuedInFuture)
+        let minExp = F.forge(payload: F.claimsText { $0["exp"] = .number(JSONNumber(Int64.min)) })
+        #expect(F.rejection(minExp) == .expired)
+        let maxExp = F.forge(payload: F.claimsText { $0["exp"] = .number(JSONNumber(Int64.max)) })
+        #expect(F.rejection(maxExp, now: Int64.max - 1) == nil)
+        #expect(F.rejection(F.forge(), now: Int64.max) == .expired)
+    }
     @Test func wrongIssuer() { #expect(F.rejection(F.forge(), issuer: "https://other.test") == .wrongIssuer) }
     @Test func issuerDiffersOnlyInCase() {
         let payload = F.claimsText { $0["iss"] = .string(F.issuer.uppercased()) }
