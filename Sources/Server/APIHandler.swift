@@ -56,7 +56,9 @@ package final class APIHandler: HTTPHandler {
                     return
                 case .success(let claims):
                     // A valid token for another issuer gets exactly what an unknown resource gets.
-                    if let index = issuerParameter, !claims.allows(issuer: parameters[index]) {
+                    // A malformed issuerId is nobody's: the route answers it with a 400.
+                    if let index = issuerParameter, Identifier.isValidIssuerID(parameters[index]),
+                       !claims.allows(issuer: parameters[index]) {
                         respond(Responses.notFound(), route: route.name, request: request,
                                 logger: logger, started: started, responder: responder)
                         return

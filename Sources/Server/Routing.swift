@@ -79,7 +79,9 @@ package struct Router: Sendable {
             for (segment, value) in zip(route.segments, segments) {
                 switch segment {
                 case .literal(let literal): if literal != value { matches = false }
-                case .parameter: parameters.append(value)
+                case .parameter:
+                    // An empty segment is another path (`/a/1/b/` is not `/a/1/b/{y}`).
+                    if value.isEmpty { matches = false } else { parameters.append(value) }
                 }
                 if !matches { break }
             }

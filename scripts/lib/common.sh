@@ -4,6 +4,17 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
+# A PostgreSQL server started from here must not inherit the caller's descriptors (a test
+# harness's pipes): it would hold them open for its whole life, and whoever waits for EOF on
+# them (or for this script to finish) would wait forever.
+close_inherited_fds() {
+    local fd
+    for fd in $(ls /proc/$$/fd 2>/dev/null); do
+        [ "$fd" -gt 2 ] 2>/dev/null && [ "$fd" != 255 ] && eval "exec $fd>&-" 2>/dev/null || true
+    done
+}
+close_inherited_fds
+
 log() { printf '%s %s\n' "[$(date +%H:%M:%S)]" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
