@@ -57,6 +57,46 @@ import Testing
         }
     }
 
+    @Test func http10KeepAliveIsConfirmedAndHonoured() async throws {
+        try await withServer { port, _ in
+            let (first, second) = try await offPool {
+                let client = try TestClient(port: port)
+                try client.send("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                let first = try client.readResponse()
+                try client.send("GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                return (first, try client.readResponse())
+            }
+            #expect(first?.headers["Connection"] == "keep-alive")
+            #expect(second?.text == "GET /b ")
+        }
+    }
+
+    /// A client that half-closes after a complete request still gets its answer; one that
+    /// half-closes in the middle of a request is told 400.
+    @Test func halfClosedClients() async throws {
+        try await withServer { port, _ in
+            let (complete, partial) = try await offPool {
+                let a = try TestClient(port: port)
+                try a.send(request("GET", "/delay/100"))
+                shutdown(a.fd, Int32(SHUT_WR))
+                let b = try TestClient(port: port)
+                try b.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+                shutdown(b.fd, Int32(SHUT_WR))
+                return (try a.readResponse(), try b.readResponse())
+            }
+            #expect(complete?.status == 200)
+            #expect(complete?.headers["Connection"] == "close")
+            #expect(partial?.status == 400)
+        }
+    }
+
+    @Test func connectionThatNeverSendsIsClosedAfterTheHeaderTimeout() async throws {
+        try await withServer({ $0.headerReadTimeout = .milliseconds(200) }) { port, _ in
+            let closed = try await offPool { try TestClient(port: port, receiveTimeout: 5).readsEndOfFile() }
+            #expect(closed)
+        }
+    }
+
     /// Three requests in one write; the handler finishes them in a different order (by delay),
     /// the responses still leave in request order.
     @Test func pipelinedResponsesKeepRequestOrder() async throws {
