@@ -47,6 +47,7 @@ final class Connection {
     /// one is ignored.
     var requestID: UInt64 = 0
     var requestIsHead = false
+    var requestIsHTTP10 = false
     var requestKeepAlive = true
     var closeAfterFlush = false
     var inputClosed = false
@@ -413,9 +414,16 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
             guard flush(connection) else { return }
             if connection.pendingOutputCount > 0 || !progressed { break }
         }
-        if connection.inputClosed && isQuiet(connection) {
-            // The client stopped sending and is owed nothing (a partial request is abandoned).
-            closeConnection(connection)
+        if connection.inputClosed && isQuiet(connection) && !connection.closeAfterFlush {
+            if connection.parser.phase == .idle {
+                // The client stopped sending and is owed nothing.
+                closeConnection(connection)
+                return
+            }
+            // It half-closed in the middle of a request: tell it why nothing else will happen.
+            context.log(.parseError("400 request incomplete from \(connection.remoteAddress)"))
+            queue(ErrorResponses.json(400, "request incomplete"), on: connection, headRequest: false, close: true)
+            _ = flush(connection)
             return
         }
         if draining && isQuiet(connection) && connection.parser.phase == .idle {
@@ -431,20 +439,24 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
         guard context.inFlight.tryStart(limit: context.configuration.maxInFlightRequests) else {
             context.log(.rejectedOverload("requests"))
             queue(ErrorResponses.json(503, "server busy, retry later", headers: [("Retry-After", "1")]),
-                  on: connection, headRequest: request.method == "HEAD", close: !keepAlive)
+                  on: connection, headRequest: request.method == "HEAD", close: !keepAlive,
+                  http10KeepAlive: keepAlive && request.version == "HTTP/1.0")
             return
         }
         connection.requestID &+= 1
         connection.awaitingResponse = true
         connection.requestIsHead = request.method == "HEAD"
+        connection.requestIsHTTP10 = request.version == "HTTP/1.0"
         connection.requestKeepAlive = keepAlive
         let responder = HTTPResponder(loop: self, connectionID: connection.id, requestID: connection.requestID,
                                       inFlight: context.inFlight)
         context.handler.handle(request, responder: responder)
     }
 
-    private func queue(_ response: HTTPResponse, on connection: Connection, headRequest: Bool, close: Bool) {
-        encoder.encode(response, headRequest: headRequest, close: close, into: &connection.output)
+    private func queue(_ response: HTTPResponse, on connection: Connection, headRequest: Bool, close: Bool,
+                       http10KeepAlive: Bool = false) {
+        encoder.encode(response, headRequest: headRequest, close: close, http10KeepAlive: http10KeepAlive,
+                       into: &connection.output)
         if close { connection.closeAfterFlush = true }
     }
 
@@ -467,7 +479,8 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
                 value.split(separator: ",").contains { $0.trimmingCharacters(in: " \t").lowercased() == "close" }
             }
             let close = !connection.requestKeepAlive || draining || connection.inputClosed || handlerWantsClose
-            queue(delivery.response, on: connection, headRequest: connection.requestIsHead, close: close)
+            queue(delivery.response, on: connection, headRequest: connection.requestIsHead, close: close,
+                  http10KeepAlive: !close && connection.requestIsHTTP10)
             service(connection)
         }
     }
@@ -492,7 +505,7 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
                 return false
             }
         }
-        connection.output.removeAll(keepingCapacity: connection.output.capacity <= 16_384)
+        connection.output.removeAll(keepingCapacity: connection.output.capacity <= 4_096)
         connection.outputOffset = 0
         if connection.closeAfterFlush && !connection.lingering {
             if connection.inputClosed {
@@ -568,7 +581,10 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
             let elapsed = now - connection.phaseStart
             switch connection.phase {
             case .idle:
-                if elapsed >= configuration.idleTimeout.nanoseconds { closeConnection(connection) }
+                // A connection that never sent a request gets only the header timeout to start one.
+                let limit = connection.requestID == 0
+                    ? min(configuration.idleTimeout, configuration.headerReadTimeout) : configuration.idleTimeout
+                if elapsed >= limit.nanoseconds { closeConnection(connection) }
             case .head:
                 if elapsed >= configuration.headerReadTimeout.nanoseconds { requestTimedOut(connection, phase: "reading headers") }
             case .body:

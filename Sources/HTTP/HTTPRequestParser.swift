@@ -116,7 +116,7 @@ package struct HTTPRequestParser {
     /// Drops consumed bytes so the buffer does not grow with the connection's lifetime.
     private mutating func compact() {
         if readIndex == buffer.count {
-            buffer.removeAll(keepingCapacity: buffer.capacity <= 65_536)
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 8_192)
             readIndex = 0
             scanIndex = 0
         } else if readIndex >= 4_096 {
@@ -425,6 +425,8 @@ package struct HTTPRequestParser {
         body = []
         keepAlive = true
         expectsContinue = false
+        // An idle keep-alive connection should not keep a large request's buffer alive.
+        if readIndex == buffer.count { compact() }
         return event
     }
 

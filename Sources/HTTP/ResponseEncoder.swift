@@ -10,7 +10,10 @@ struct ResponseEncoder {
     ///   - headRequest: a HEAD request gets the headers, including the Content-Length the body
     ///     would have had, but no body (RFC 9110 §9.3.2).
     ///   - close: adds `Connection: close`.
-    mutating func encode(_ response: HTTPResponse, headRequest: Bool, close: Bool, into output: inout [UInt8]) {
+    ///   - http10KeepAlive: an HTTP/1.0 client that asked to keep the connection needs to be told
+    ///     it was (RFC 9112 §9.3 and Appendix C.2.2).
+    mutating func encode(_ response: HTTPResponse, headRequest: Bool, close: Bool, http10KeepAlive: Bool = false,
+                         into output: inout [UInt8]) {
         var status = response.status
         var response = response
         if !(200...999).contains(status) {
@@ -44,7 +47,11 @@ struct ResponseEncoder {
         if bodyAllowed {
             output.append(contentsOf: "Content-Length: \(response.body.count)\r\n".utf8)
         }
-        if close { output.append(contentsOf: "Connection: close\r\n".utf8) }
+        if close {
+            output.append(contentsOf: "Connection: close\r\n".utf8)
+        } else if http10KeepAlive {
+            output.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+        }
         output.append(contentsOf: "\r\n".utf8)
         if bodyAllowed && !headRequest { output.append(contentsOf: response.body) }
     }

@@ -148,6 +148,7 @@ package final class PostgresConnection {
     }
 
     /// Runs `body` between BEGIN and COMMIT; any error thrown rolls back and is rethrown.
+    @discardableResult
     package func transaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
         try checkUsable("begin")
         guard PQtransactionStatus(handle) == PQTRANS_IDLE else {

@@ -70,6 +70,7 @@ package final class PostgresPool: Sendable {
     }
 
     /// `withConnection` around `PostgresConnection.transaction`.
+    @discardableResult
     package func transaction<T: Sendable>(
         _ body: @escaping @Sendable (PostgresConnection) throws -> T
     ) async throws -> T {
