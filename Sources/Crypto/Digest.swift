@@ -75,3 +75,49 @@ extension Array where Element == UInt8 {
         return try withUnsafeBufferPointer { try body($0.baseAddress!, $0.count) }
     }
 }
+
+/// An HMAC-SHA-256 key prepared once: an `EVP_MAC_CTX` already keyed, duplicated for each
+/// message. The one-shot `HMAC()` fetches the algorithm from the provider and derives the
+/// padded key blocks on every call, which dominates the cost of verifying a short token.
+package final class HMACSHA256Key: @unchecked Sendable {
+    // @unchecked: `prepared` is written only in init; afterwards it is only read through
+    // EVP_MAC_CTX_dup, which OpenSSL documents as safe on a context no one mutates.
+    private let prepared: OpaquePointer
+
+    /// Fetched once per process; EVP_MAC objects are reference-counted and thread-safe.
+    private nonisolated(unsafe) static let mac: OpaquePointer? = EVP_MAC_fetch(nil, "HMAC", nil)
+
+    package init(_ key: [UInt8]) {
+        guard let mac = Self.mac, let context = EVP_MAC_CTX_new(mac) else { fatalError("EVP_MAC HMAC unavailable") }
+        let ok = "SHA256".withCString { digestName -> Int32 in
+            var params = [
+                OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, UnsafeMutablePointer(mutating: digestName), 0),
+                OSSL_PARAM_construct_end(),
+            ]
+            return key.withNonEmptyPointer { pointer, count in
+                EVP_MAC_init(context, pointer, count, &params)
+            }
+        }
+        guard ok == 1 else { fatalError("EVP_MAC_init(HMAC-SHA-256) failed") }
+        prepared = context
+    }
+
+    deinit { EVP_MAC_CTX_free(prepared) }
+
+    package func authenticate(_ message: [UInt8]) -> [UInt8] {
+        message.withNonEmptyPointer { pointer, count in authenticate(UnsafeBufferPointer(start: pointer, count: count)) }
+    }
+
+    package func authenticate(_ message: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+        guard let context = EVP_MAC_CTX_dup(prepared) else { fatalError("EVP_MAC_CTX_dup failed") }
+        defer { EVP_MAC_CTX_free(context) }
+        var mac = [UInt8](repeating: 0, count: HMACSHA256.byteCount)
+        var length = 0
+        let ok = mac.withUnsafeMutableBufferPointer { output -> Bool in
+            (message.isEmpty || EVP_MAC_update(context, message.baseAddress, message.count) == 1)
+                && EVP_MAC_final(context, output.baseAddress, &length, HMACSHA256.byteCount) == 1
+        }
+        guard ok, length == HMACSHA256.byteCount else { fatalError("HMAC-SHA-256 failed") }
+        return mac
+    }
+}

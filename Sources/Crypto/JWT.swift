@@ -135,12 +135,12 @@ package struct JWTKeySet: Sendable {
     package static let issuedAtLeewaySeconds: Int64 = 60
 
     private enum Verifier: Sendable {
-        case hmac([UInt8])
+        case hmac(HMACSHA256Key)
         case ec(ECP256PublicKey)
     }
 
     private enum Signer: Sendable {
-        case hmac([UInt8])
+        case hmac(HMACSHA256Key)
         case ec(ECP256PrivateKey)
     }
 
@@ -165,8 +165,9 @@ package struct JWTKeySet: Sendable {
             switch (key.algorithm, key.material) {
             case (.hs256, .hmac(let secret)):
                 guard secret.count >= 32 else { throw .secretTooShort(key.kid) }
-                verifier = .hmac(secret)
-                keySigner = .hmac(secret)
+                let prepared = HMACSHA256Key(secret)
+                verifier = .hmac(prepared)
+                keySigner = .hmac(prepared)
             case (.es256, .ecPrivate(let privateKey)):
                 verifier = .ec(privateKey.publicKey)
                 keySigner = .ec(privateKey)
@@ -211,7 +212,7 @@ package struct JWTKeySet: Sendable {
         let signature: [UInt8]
         switch signer {
         case .hmac(let secret):
-            signature = HMACSHA256.authenticate(Array(signingInput.utf8), key: secret)
+            signature = secret.authenticate(Array(signingInput.utf8))
         case .ec(let privateKey):
             signature = try privateKey.signature(for: Array(signingInput.utf8))
         }
@@ -239,7 +240,7 @@ package struct JWTKeySet: Sendable {
         let signingInput = Array(bytes[..<(segments[0].count + 1 + segments[1].count)])
         switch key.verifier {
         case .hmac(let secret):
-            let expected = HMACSHA256.authenticate(signingInput, key: secret)
+            let expected = secret.authenticate(signingInput)
             guard constantTimeEquals(expected, signature) else { throw .badSignature }
         case .ec(let publicKey):
             guard publicKey.isValidSignature(signature, for: signingInput) else { throw .badSignature }

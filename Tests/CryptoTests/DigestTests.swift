@@ -38,6 +38,32 @@ import Testing
         #expect(Hex.encode(mac) == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
     }
 
+    /// The prepared key gives the same MACs as the one-shot call, and stays correct when used
+    /// again and from several threads at once (each call works on its own duplicate context).
+    @Test func preparedKeyMatchesOneShot() async {
+        let cases: [([UInt8], [UInt8])] = [
+            (Array("Hi There".utf8), [UInt8](repeating: 0x0b, count: 20)),
+            (Array("what do ya want for nothing?".utf8), Array("Jefe".utf8)),
+            (Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8), [UInt8](repeating: 0xaa, count: 131)),
+            ([], []),
+        ]
+        for (message, key) in cases {
+            let prepared = HMACSHA256Key(key)
+            #expect(prepared.authenticate(message) == HMACSHA256.authenticate(message, key: key))
+            #expect(prepared.authenticate(message) == HMACSHA256.authenticate(message, key: key))
+        }
+        let prepared = HMACSHA256Key(Array("Jefe".utf8))
+        let expected = HMACSHA256.authenticate(Array("what do ya want for nothing?".utf8), key: Array("Jefe".utf8))
+        await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    (0..<200).allSatisfy { _ in prepared.authenticate(Array("what do ya want for nothing?".utf8)) == expected }
+                }
+            }
+            for await ok in group { #expect(ok) }
+        }
+    }
+
     @Test func hmacWithEmptyKeyAndMessage() {
         // Well-known value of HMAC-SHA256("", "").
         #expect(Hex.encode(HMACSHA256.authenticate([], key: []))

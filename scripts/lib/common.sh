@@ -70,15 +70,30 @@ as_pg() {
     fi
 }
 
+# pg_physical_dir DIR: where the cluster for DIR really lives. Normally DIR itself; but when we
+# run as root and the `postgres` user cannot reach DIR (a checkout under a private mktemp
+# folder, say), a folder of its own under /var/tmp named after DIR.
+pg_physical_dir() {
+    local dir="$1" parent
+    parent="$(dirname "$dir")"
+    mkdir -p "$parent"
+    if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$parent" 2>/dev/null; then
+        echo "/var/tmp/oob-engine-pg/$(printf '%s' "$dir" | sha1sum | cut -c1-16)"
+    else
+        echo "$dir"
+    fi
+}
+
 # pg_start DIR PORT: initialise (once) and start a cluster in DIR on 127.0.0.1:PORT, create the
 # database `oob`, and export DATABASE_URL. Authentication is `trust`, on loopback only: this
 # cluster is a throwaway for development and tests, never for production.
 pg_start() {
-    local dir="$1" port="$2" bin
+    local dir port="$2" bin
+    dir="$(pg_physical_dir "$1")"
     ensure_postgres_server
     bin="$(pg_bindir)"
     mkdir -p "$dir"
-    if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; chmod 700 "$dir"; fi
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; chmod 700 "$dir"; chmod 755 "$(dirname "$dir")"; fi
     if [ ! -s "$dir/PG_VERSION" ]; then
         log "initialising PostgreSQL cluster in $dir"
         as_pg "$bin/initdb" -D "$dir" -U oob --auth=trust -E UTF8 --no-locale >"$dir.initdb.log" 2>&1 \
@@ -110,7 +125,8 @@ pg_recreate_database() {
 }
 
 pg_stop() {
-    local dir="$1" bin
+    local dir bin
+    dir="$(pg_physical_dir "$1")"
     bin="$(pg_bindir)"
     as_pg "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
 }

@@ -27,8 +27,7 @@ final class PrivateCluster: @unchecked Sendable {
 
     /// Stops the server and deletes its folder.
     func destroy() async {
-        _ = try? await control("stop")
-        _ = try? await Self.run("/bin/rm", ["-rf", directory])
+        _ = try? await control("destroy")
     }
 
     private func control(_ action: String) async throws {
