@@ -64,7 +64,8 @@ ensure_postgres_server() {
 # Runs a command as the owner of the cluster: PostgreSQL refuses to run as root.
 as_pg() {
     if [ "$(id -u)" = 0 ]; then
-        runuser -u postgres -- "$@"
+        # From /, which the postgres user can always enter (the checkout may be private).
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi
