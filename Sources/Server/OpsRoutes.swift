@@ -37,9 +37,18 @@ package struct HealthRoutes: Sendable {
                                       headers: [("Retry-After", "1")])
             }
             var members: [(String, JSONValue)] = [("status", .string("ready")), ("database", .string("ok"))]
-            // Recovery of PENDING deadlines runs while the engine already serves: polls and the
-            // sweeper end anything due meanwhile, so it does not hold readiness back.
-            if let recovery { members.append(("recovery", recovery.json)) }
+            // Recovery of PENDING deadlines runs while the engine already answers (polls and
+            // the sweeper end anything due meanwhile); readiness waits for it to finish, so a
+            // load balancer moves traffic only to an instance whose timers are all loaded.
+            var status = 200
+            if let recovery {
+                members.append(("recovery", recovery.json))
+                if recovery.progress.phase != .done {
+                    status = 503
+                    members[0] = ("status", .string("not ready"))
+                    members.append(("reason", .string("recovering deadlines")))
+                }
+            }
             if let metrics {
                 let snapshot = metrics.snapshot
                 members.append(("timers", .object(JSONObject([
@@ -47,7 +56,7 @@ package struct HealthRoutes: Sendable {
                     ("swept", .number(JSONNumber(snapshot.sweptEnded))),
                 ]))))
             }
-            return Responses.json(200, members)
+            return Responses.json(status, members, headers: status == 200 ? [] : [("Retry-After", "1")])
         } catch let error as PostgresError where error.isUnavailable {
             return Responses.json(503, [("status", .string("not ready")), ("reason", .string("database unavailable"))],
                                   headers: [("Retry-After", "1")])
