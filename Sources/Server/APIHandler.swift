@@ -1,6 +1,6 @@
-package import Engine
+import Engine
 package import HTTP
-package import Postgres
+import Postgres
 
 /// Bridges the HTTP server to the routes: matches, checks `x-correlation-id`, runs the route on
 /// a Swift task, logs one access line, and turns unexpected errors into safe answers.

@@ -1,9 +1,9 @@
 import Dispatch
-package import Engine
+import Engine
 import Foundation
 import Glibc
-package import HTTP
-package import Postgres
+import HTTP
+import Postgres
 
 /// The `oob-engine` command line: serve, migrate, help.
 package enum Commands {

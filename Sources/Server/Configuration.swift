@@ -1,6 +1,6 @@
-package import Engine
+import Engine
 import Foundation
-package import JSON
+import JSON
 
 /// A setting that is missing or invalid: start-up stops with a message that names it.
 package struct ConfigurationError: Error, Sendable, CustomStringConvertible {
@@ -206,7 +206,7 @@ package struct ConfigFile: Sendable {
             throw ConfigurationError(source, error.description)
         }
         guard case .object(let object) = root else { throw ConfigurationError(source, "must be a JSON object") }
-        var reader = ConfigReader(source: source)
+        let reader = ConfigReader(source: source)
         var file = ConfigFile()
         let known: Set<String> = ["issuers", "authenticators", "database", "http", "clients", "signingKeys",
                                   "signingKid", "tokenTTLSeconds", "tokenIssuer", "tokenAudience", "timer"]

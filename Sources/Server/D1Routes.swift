@@ -1,6 +1,6 @@
 package import Engine
-package import HTTP
-package import JSON
+import HTTP
+import JSON
 
 /// D1's outbound API (D1 → issuer), ../shared/d1-contract/.
 package struct D1Routes: Sendable {

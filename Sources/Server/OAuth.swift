@@ -1,8 +1,8 @@
 package import Crypto
-package import Engine
+import Engine
 import Foundation
 package import HTTP
-package import JSON
+import JSON
 import Synchronization
 
 /// Scopes a client may hold: D1 itself, the bank's app backend, the bank's operators.

@@ -1,5 +1,5 @@
-package import HTTP
-package import JSON
+import HTTP
+import JSON
 package import Postgres
 
 /// Health endpoints on the ops listener (OOB_OPS_LISTEN), without authentication.

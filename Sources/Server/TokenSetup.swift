@@ -1,5 +1,5 @@
-package import Crypto
-package import Engine
+import Crypto
+import Engine
 
 extension TokenAuthority {
     /// Builds the authority from the configuration file; nil when no signing key is configured

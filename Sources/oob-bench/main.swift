@@ -70,7 +70,7 @@ func benchJWT() throws {
     }
     record("jwt.hs256.sign", sign / 1000, "µs/op")
 
-    let ecKey = try ECP256PrivateKey.generate()
+    let ecKey = ECP256PrivateKey.generate()
     let ecKeys = try JWTKeySet(keys: [JWTKey(kid: "e1", algorithm: .es256, material: .ecPrivate(ecKey))], signingKid: "e1")
     let ecToken = try ecKeys.sign(claims)
     let ecCount = 5_000
@@ -204,5 +204,5 @@ if let output = arguments.first(where: { $0.hasPrefix("--json=") })?.dropFirst("
         return .object(JSONObject(members))
     }
     let document = JSONValue.object(JSONObject([("benchmarks", .array(items))]))
-    FileManager.default.createFile(atPath: String(output), contents: Data(document.serialized()))
+    _ = FileManager.default.createFile(atPath: String(output), contents: Data(document.serialized()))
 }
