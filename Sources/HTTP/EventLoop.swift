@@ -256,8 +256,13 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
     private func beginDraining() {
         draining = true
         stopListening()
-        for connection in Array(connections.values) where isQuiet(connection) {
-            closeConnection(connection)
+        let lingerLimit = monotonicNanoseconds() + Self.drainingLingerTimeout
+        for connection in Array(connections.values) {
+            if isQuiet(connection) {
+                closeConnection(connection)
+            } else if connection.lingering {
+                connection.lingerDeadline = min(connection.lingerDeadline, lingerLimit)
+            }
         }
     }
 

@@ -320,6 +320,42 @@ func firstRequest(_ text: String) -> HTTPRequest? {
         #expect(parseAll(text) == [.failure(status)], "\(hazard)")
     }
 
+    /// Mutated requests (flipped, dropped, duplicated bytes) never trap, always settle, and never
+    /// yield a request whose body exceeds the limit.
+    @Test func mutatedRequestsAlwaysSettle() {
+        var generator = SeededGenerator(seed: 0x5EED)
+        let seeds = [
+            "POST /a?b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+            "PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: v\r\n\r\n",
+            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        ]
+        var limits = HTTPParserLimits()
+        limits.maxBodyBytes = 16
+        for round in 0..<3_000 {
+            var bytes = Array(seeds[round % seeds.count].utf8)
+            for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                let index = Int.random(in: 0..<bytes.count, using: &generator)
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: bytes[index] = UInt8.random(in: 0...255, using: &generator)
+                case 1: if bytes.count > 1 { bytes.remove(at: index) }
+                default: bytes.insert(bytes[index], at: index)
+                }
+            }
+            var parser = HTTPRequestParser(limits: limits)
+            let split = Int.random(in: 0...bytes.count, using: &generator)
+            for part in [Array(bytes[..<split]), Array(bytes[split...])] {
+                parser.append(part)
+                settle: for _ in 0..<100 {
+                    switch parser.next() {
+                    case .needMoreData, .failure: break settle
+                    case .expectContinue: continue
+                    case .request(let request, _): #expect(request.body.count <= 16)
+                    }
+                }
+            }
+        }
+    }
+
     @Test func http10WithoutHostIsAccepted() {
         #expect(parseAll("GET / HTTP/1.0\r\n\r\n").count == 1)
     }

@@ -243,6 +243,33 @@ import Testing
         }
     }
 
+    /// Garbage of every kind gets a 4xx (or a plain close), never a 5xx or a crash, and the
+    /// server answers normally afterwards.
+    @Test func garbageNeverGets5xx() async throws {
+        try await withServer({ $0.headerReadTimeout = .milliseconds(500) }) { port, _ in
+            let statuses = try await offPool {
+                var generator = SeededGenerator(seed: 0xBAD_B17E)
+                var statuses: [Int] = []
+                for index in 0..<200 {
+                    let client = try TestClient(port: port, receiveTimeout: 5)
+                    var bytes = (0..<Int.random(in: 1...300, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                    if index % 2 == 0 { bytes = Array("GET /".utf8) + bytes }
+                    try? client.send(bytes + Array("\r\n\r\n".utf8))
+                    if let response = try? client.readResponse() { statuses.append(response.status) }
+                }
+                return statuses
+            }
+            #expect(statuses.count >= 150)
+            #expect(statuses.allSatisfy { (400...499).contains($0) }, "\(Set(statuses))")
+            let response = try await offPool {
+                let client = try TestClient(port: port)
+                try client.send(request("GET", "/after-garbage"))
+                return try client.readResponse()
+            }
+            #expect(response?.status == 200)
+        }
+    }
+
     @Test func responderDroppedWithoutAnswerGives500() async throws {
         try await withServer { port, _ in
             let response = try await offPool {
