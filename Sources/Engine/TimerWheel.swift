@@ -37,7 +37,9 @@ package struct TimerWheel: Sendable {
     private var slots: [Int32] = []
     private var freeHead: Int32 = TimerWheel.none
 
-    // id → node index; open addressing with linear probing, load ≤ 1/2.
+    // id → node index: Robin Hood linear probing, load ≤ 1/2. Sequential database ids sit in
+    // their home buckets, so lookups, misses and backward-shift deletions all stop at once
+    // even inside long runs of occupied buckets.
     private var buckets: [Int32]
     private var bucketMask: Int
 
@@ -219,56 +221,84 @@ package struct TimerWheel: Sendable {
 
     @inline(__always)
     private func home(_ id: UInt64) -> Int {
-        // Fibonacci hashing spreads sequential database ids across the table.
-        Int(truncatingIfNeeded: (id &* 0x9E37_79B9_7F4A_7C15) >> 32) & bucketMask
+        // Database ids are sequential: keep the low 10 bits, so ids created together land in
+        // neighbouring buckets (cache lines), and scatter each block of 1,024 with Fibonacci
+        // hashing, so patterned ids (all multiples of 1,024, say) cannot pile up.
+        let block = (id >> 10) &* 0x9E37_79B9_7F4A_7C15
+        return Int(truncatingIfNeeded: (block >> 32) << 10 | (id & 1023)) & bucketMask
+    }
+
+    @inline(__always)
+    private func distance(of node: Int32, at bucket: Int) -> Int {
+        (bucket - home(ids[Int(node)])) & bucketMask
     }
 
     private func find(_ id: UInt64) -> Int32 {
+        let bucket = locate(id)
+        return bucket < 0 ? TimerWheel.none : buckets[bucket]
+    }
+
+    /// The bucket holding `id`, or -1.
+    @inline(__always)
+    private func locate(_ id: UInt64) -> Int {
         var bucket = home(id)
+        var probes = 0
         while true {
             let node = buckets[bucket]
-            if node == TimerWheel.none { return TimerWheel.none }
-            if ids[Int(node)] == id { return node }
+            if node == TimerWheel.none { return -1 }
+            if ids[Int(node)] == id { return bucket }
+            // Robin Hood invariant: had `id` been here, it would sit before any entry that is
+            // closer to its own home than we are to ours.
+            if distance(of: node, at: bucket) < probes { return -1 }
             bucket = (bucket + 1) & bucketMask
+            probes += 1
         }
     }
 
     private mutating func insertIndex(_ node: Int32, for id: UInt64) {
-        if (count + 1) * 2 > buckets.count { growIndex() }
-        var bucket = home(id)
-        while buckets[bucket] != TimerWheel.none { bucket = (bucket + 1) & bucketMask }
-        buckets[bucket] = node
+        if (count + 1) * 2 > buckets.count { rebuildIndex() }
+        place(node, home: home(id))
     }
 
-    /// Linear-probing deletion by backward shift: no tombstones, so lookups stay short.
-    private mutating func removeIndex(for id: UInt64) {
-        var hole = home(id)
-        while ids[Int(buckets[hole])] != id { hole = (hole + 1) & bucketMask }
-        var probe = hole
+    private mutating func place(_ node: Int32, home: Int) {
+        var carried = node
+        var bucket = home
+        var probes = 0
         while true {
-            probe = (probe + 1) & bucketMask
-            let node = buckets[probe]
-            if node == TimerWheel.none { break }
-            let wanted = home(ids[Int(node)])
-            // Move the entry back into the hole unless its home lies cyclically in (hole, probe].
-            let distanceToProbe = (probe - wanted) & bucketMask
-            let distanceToHole = (hole - wanted) & bucketMask
-            if distanceToHole < distanceToProbe {
-                buckets[hole] = node
-                hole = probe
+            let resident = buckets[bucket]
+            if resident == TimerWheel.none {
+                buckets[bucket] = carried
+                return
             }
+            let residentProbes = distance(of: resident, at: bucket)
+            if residentProbes < probes {
+                buckets[bucket] = carried
+                carried = resident
+                probes = residentProbes
+            }
+            bucket = (bucket + 1) & bucketMask
+            probes += 1
+        }
+    }
+
+    /// Backward-shift deletion: no tombstones, and it stops at the first entry already home.
+    private mutating func removeIndex(for id: UInt64) {
+        var hole = locate(id)
+        guard hole >= 0 else { return }
+        while true {
+            let next = (hole + 1) & bucketMask
+            let node = buckets[next]
+            if node == TimerWheel.none || distance(of: node, at: next) == 0 { break }
+            buckets[hole] = node
+            hole = next
         }
         buckets[hole] = TimerWheel.none
     }
 
-    private mutating func growIndex() {
+    private mutating func rebuildIndex() {
         let old = buckets
         buckets = Array(repeating: TimerWheel.none, count: old.count * 2)
         bucketMask = buckets.count - 1
-        for node in old where node != TimerWheel.none {
-            var bucket = home(ids[Int(node)])
-            while buckets[bucket] != TimerWheel.none { bucket = (bucket + 1) & bucketMask }
-            buckets[bucket] = node
-        }
+        for node in old where node != TimerWheel.none { place(node, home: home(ids[Int(node)])) }
     }
 }
