@@ -63,13 +63,18 @@ package enum Base64 {
             padCount += 1
         }
         guard symbols.count % 4 != 1 else { return nil }
-        return decodeSymbols(symbols, standard: true, url: false, requireCanonical: true)
+        return decodeSymbols(symbols[...], standard: true, url: false, requireCanonical: true)
     }
 
     /// Strict base64url for JWS (RFC 7515 §2): url alphabet, no padding, canonical trailing bits,
     /// so that every byte string has exactly one accepted encoding.
     package static func decodeURL(_ text: String) -> [UInt8]? {
-        decodeSymbols(Array(text.utf8), standard: false, url: true, requireCanonical: true)
+        decodeSymbols(Array(text.utf8)[...], standard: false, url: true, requireCanonical: true)
+    }
+
+    /// As `decodeURL(_:)`, straight from bytes (a JWT's segments), without building a String.
+    package static func decodeURL(_ symbols: ArraySlice<UInt8>) -> [UInt8]? {
+        decodeSymbols(symbols, standard: false, url: true, requireCanonical: true)
     }
 
     /// For interoperability (e.g. HTTP Basic credentials that peers call "base64URL"): either
@@ -85,7 +90,7 @@ package enum Base64 {
                 padCount += 1
             }
         }
-        return decodeSymbols(symbols, standard: true, url: true, requireCanonical: false)
+        return decodeSymbols(symbols[...], standard: true, url: true, requireCanonical: false)
     }
 
     private static func encode(_ bytes: [UInt8], alphabet: [UInt8], pad: Bool) -> String {
@@ -118,54 +123,82 @@ package enum Base64 {
         return String(decoding: output, as: UTF8.self)
     }
 
-    private static func value(of symbol: UInt8, standard: Bool, url: Bool) -> UInt32? {
-        switch symbol {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"): UInt32(symbol - UInt8(ascii: "A"))
-        case UInt8(ascii: "a")...UInt8(ascii: "z"): UInt32(symbol - UInt8(ascii: "a")) + 26
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(symbol - UInt8(ascii: "0")) + 52
-        case UInt8(ascii: "+") where standard: 62
-        case UInt8(ascii: "/") where standard: 63
-        case UInt8(ascii: "-") where url: 62
-        case UInt8(ascii: "_") where url: 63
-        default: nil
+    /// Sextet values by symbol: bits 0-5 the value; 0x40 standard-only, 0x80 URL-only, 0xFF none.
+    private static let symbolTable: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (index, symbol) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8.enumerated() {
+            table[Int(symbol)] = UInt8(index)
         }
+        table[Int(UInt8(ascii: "+"))] = 62 | 0x40
+        table[Int(UInt8(ascii: "/"))] = 63 | 0x40
+        table[Int(UInt8(ascii: "-"))] = 62 | 0x80
+        table[Int(UInt8(ascii: "_"))] = 63 | 0x80
+        return table
+    }()
+
+    @inline(__always)
+    private static func value(of symbol: UInt8, in table: UnsafeBufferPointer<UInt8>, refused: UInt8) -> UInt32? {
+        let entry = table[Int(symbol)]
+        if entry == 0xFF || entry & refused != 0 { return nil }
+        return UInt32(entry & 0x3F)
     }
 
     /// Decodes unpadded symbols. A final group of 1 symbol cannot encode a byte; in a final group
     /// of 2 or 3 symbols the unused low bits must be zero when `requireCanonical` is set.
-    private static func decodeSymbols(_ symbols: [UInt8], standard: Bool, url: Bool, requireCanonical: Bool) -> [UInt8]? {
+    private static func decodeSymbols(_ slice: ArraySlice<UInt8>, standard: Bool, url: Bool, requireCanonical: Bool) -> [UInt8]? {
+        slice.withUnsafeBufferPointer { symbols in
+            symbolTable.withUnsafeBufferPointer { table in
+                // The flag bits of the alphabet not accepted here.
+                let refused: UInt8 = (standard ? 0 : 0x40) | (url ? 0 : 0x80)
+                return decodeSymbols(symbols, table: table, refused: refused, requireCanonical: requireCanonical)
+            }
+        }
+    }
+
+    private static func decodeSymbols(_ symbols: UnsafeBufferPointer<UInt8>, table: UnsafeBufferPointer<UInt8>,
+                                      refused: UInt8, requireCanonical: Bool) -> [UInt8]? {
         let remainder = symbols.count % 4
         guard remainder != 1 else { return nil }
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(symbols.count / 4 * 3 + 2)
-        var index = 0
-        while index + 4 <= symbols.count {
-            var group: UInt32 = 0
-            for offset in 0..<4 {
-                guard let sextet = value(of: symbols[index + offset], standard: standard, url: url) else { return nil }
-                group = group << 6 | sextet
+        let fullGroups = symbols.count / 4
+        let outputCount = fullGroups * 3 + (remainder == 0 ? 0 : remainder - 1)
+        var failed = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: outputCount) { output, initialized in
+            initialized = 0
+            var index = 0
+            var written = 0
+            for _ in 0..<fullGroups {
+                var group: UInt32 = 0
+                for offset in 0..<4 {
+                    guard let sextet = value(of: symbols[index + offset], in: table, refused: refused) else { failed = true; return }
+                    group = group << 6 | sextet
+                }
+                output[written] = UInt8(truncatingIfNeeded: group >> 16)
+                output[written + 1] = UInt8(truncatingIfNeeded: group >> 8)
+                output[written + 2] = UInt8(truncatingIfNeeded: group)
+                written += 3
+                index += 4
             }
-            bytes.append(UInt8(group >> 16 & 0xFF))
-            bytes.append(UInt8(group >> 8 & 0xFF))
-            bytes.append(UInt8(group & 0xFF))
-            index += 4
+            if remainder > 0 {
+                var group: UInt32 = 0
+                for offset in 0..<remainder {
+                    guard let sextet = value(of: symbols[index + offset], in: table, refused: refused) else { failed = true; return }
+                    group = group << 6 | sextet
+                }
+                if remainder == 2 {
+                    // 12 bits carry 8: the low 4 bits are padding.
+                    if requireCanonical, group & 0x0F != 0 { failed = true; return }
+                    output[written] = UInt8(truncatingIfNeeded: group >> 4)
+                    written += 1
+                } else {
+                    // 18 bits carry 16: the low 2 bits are padding.
+                    if requireCanonical, group & 0x03 != 0 { failed = true; return }
+                    output[written] = UInt8(truncatingIfNeeded: group >> 10)
+                    output[written + 1] = UInt8(truncatingIfNeeded: group >> 2)
+                    written += 2
+                }
+            }
+            initialized = written
         }
-        guard remainder > 0 else { return bytes }
-        var group: UInt32 = 0
-        for offset in 0..<remainder {
-            guard let sextet = value(of: symbols[index + offset], standard: standard, url: url) else { return nil }
-            group = group << 6 | sextet
-        }
-        if remainder == 2 {
-            // 12 bits carry 8: the low 4 bits are padding.
-            if requireCanonical, group & 0x0F != 0 { return nil }
-            bytes.append(UInt8(group >> 4 & 0xFF))
-        } else {
-            // 18 bits carry 16: the low 2 bits are padding.
-            if requireCanonical, group & 0x03 != 0 { return nil }
-            bytes.append(UInt8(group >> 10 & 0xFF))
-            bytes.append(UInt8(group >> 2 & 0xFF))
-        }
-        return bytes
+        return failed ? nil : bytes
     }
 }

@@ -150,6 +150,10 @@ package struct JWTKeySet: Sendable {
     }
 
     private let verificationKeys: [String: VerificationKey]
+    /// The exact header segment this engine emits for each key, mapped to the key: a token
+    /// carrying one of them needs no base64 decoding or JSON parsing of its header (the same
+    /// bytes always parse to the same header, so this is a cache, not a shortcut in the rules).
+    private let knownHeaders: [[UInt8]: VerificationKey]
     private let signer: Signer
     /// The signing key's header, encoded once: `{"alg":..,"typ":"JWT","kid":..}` in base64url.
     private let encodedSigningHeader: String
@@ -184,13 +188,22 @@ package struct JWTKeySet: Sendable {
         }
         guard let signer, let signingKey = verificationKeys[signingKid] else { throw .signingKeyMissing(signingKid) }
         self.verificationKeys = verificationKeys
+        var knownHeaders: [[UInt8]: VerificationKey] = [:]
+        for (kid, key) in verificationKeys {
+            knownHeaders[Array(Self.encodedHeader(algorithm: key.algorithm, kid: kid).utf8)] = key
+        }
+        self.knownHeaders = knownHeaders
         self.signer = signer
+        encodedSigningHeader = Self.encodedHeader(algorithm: signingKey.algorithm, kid: signingKid)
+    }
+
+    private static func encodedHeader(algorithm: JWTAlgorithm, kid: String) -> String {
         let header = JSONValue.object(JSONObject([
-            ("alg", .string(signingKey.algorithm.rawValue)),
+            ("alg", .string(algorithm.rawValue)),
             ("typ", .string("JWT")),
-            ("kid", .string(signingKid)),
+            ("kid", .string(kid)),
         ]))
-        encodedSigningHeader = Base64.encodeURL(header.serialized())
+        return Base64.encodeURL(header.serialized())
     }
 
     // MARK: Signing
@@ -228,22 +241,27 @@ package struct JWTKeySet: Sendable {
     package func verify(_ token: String, now: Int64, issuer: String, audience: String) throws(JWTVerificationError) -> JWTClaims {
         let bytes = Array(token.utf8)
         guard bytes.count <= Self.maxTokenLength else { throw .tooLong }
-        let segments = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        let segments = bytes.split(separator: UInt8(ascii: "."), maxSplits: 3, omittingEmptySubsequences: false)
         guard segments.count == 3,
-              let headerBytes = Base64.decodeURL(String(decoding: segments[0], as: UTF8.self)),
-              let payloadBytes = Base64.decodeURL(String(decoding: segments[1], as: UTF8.self)),
-              let signature = Base64.decodeURL(String(decoding: segments[2], as: UTF8.self))
+              let payloadBytes = Base64.decodeURL(segments[1]),
+              let signature = Base64.decodeURL(segments[2])
         else { throw .malformed }
 
-        let key = try Self.checkHeader(headerBytes, keys: verificationKeys)
+        let key: VerificationKey
+        if let known = knownHeaders[Array(segments[0])] {
+            key = known
+        } else {
+            guard let headerBytes = Base64.decodeURL(segments[0]) else { throw .malformed }
+            key = try Self.checkHeader(headerBytes, keys: verificationKeys)
+        }
         // RFC 7515 §5.2 step 8: the signing input is the two encoded segments as sent.
-        let signingInput = Array(bytes[..<(segments[0].count + 1 + segments[1].count)])
+        let signingInputLength = segments[0].count + 1 + segments[1].count
         switch key.verifier {
         case .hmac(let secret):
-            let expected = secret.authenticate(signingInput)
+            let expected = bytes.withUnsafeBufferPointer { secret.authenticate(UnsafeBufferPointer(rebasing: $0[..<signingInputLength])) }
             guard constantTimeEquals(expected, signature) else { throw .badSignature }
         case .ec(let publicKey):
-            guard publicKey.isValidSignature(signature, for: signingInput) else { throw .badSignature }
+            guard publicKey.isValidSignature(signature, for: Array(bytes[..<signingInputLength])) else { throw .badSignature }
         }
 
         let claims = try Self.readClaims(payloadBytes, audience: audience)

@@ -109,7 +109,9 @@ private struct Reader {
         try enter()
         position += 1
         var object = JSONObject()
-        var seen = Set<String>()
+        object.reserveCapacity(8)
+        // Small objects (tokens, API bodies) check duplicates by scanning; large ones hash.
+        var seen: Set<String>? = nil
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -123,7 +125,12 @@ private struct Reader {
             }
             let keyStart = position
             let key = try string()
-            guard seen.insert(key).inserted else { throw JSONError("duplicate key in object", at: keyStart) }
+            if object.count < 16 {
+                if object.members.contains(where: { $0.key == key }) { throw JSONError("duplicate key in object", at: keyStart) }
+            } else {
+                if seen == nil { seen = Set(object.members.map(\.key)) }
+                guard seen!.insert(key).inserted else { throw JSONError("duplicate key in object", at: keyStart) }
+            }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             position += 1

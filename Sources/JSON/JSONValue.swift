@@ -111,6 +111,8 @@ package struct JSONObject: Sendable, Equatable, Hashable, Sequence {
         }
     }
 
+    package mutating func reserveCapacity(_ capacity: Int) { members.reserveCapacity(capacity) }
+
     /// For the parser, which has already checked that `key` is new.
     mutating func appendUnchecked(_ key: String, _ value: JSONValue) {
         members.append((key, value))
