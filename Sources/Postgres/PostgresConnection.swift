@@ -208,6 +208,40 @@ package final class PostgresConnection {
         if let failure { throw failure }
     }
 
+    /// `COPY ... TO STDOUT` in text format, handing each row's raw bytes (fields separated by
+    /// tabs, ending in a newline) to `row` without building strings: for bulk reads such as
+    /// loading every pending deadline at start-up.
+    package func copyOutRaw(_ sql: String, _ row: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try checkUsable("copy")
+        guard let started = PQexec(handle, sql) else { throw connectionError(operation: "copy") }
+        guard PQresultStatus(started) == PGRES_COPY_OUT else {
+            _ = try rows(from: started, operation: "copy")
+            throw PostgresError(kind: .misuse, operation: "copy", detailMessage: "the statement is not COPY ... TO STDOUT")
+        }
+        PQclear(started)
+        var rowError: (any Error)?
+        var buffer: UnsafeMutablePointer<CChar>?
+        while true {
+            let length = PQgetCopyData(handle, &buffer, 0)
+            if length == -1 { break }
+            guard length >= 0, let data = buffer else {
+                markedBroken = true
+                throw connectionError(operation: "copy")
+            }
+            if rowError == nil {
+                do { try row(UnsafeRawBufferPointer(start: data, count: Int(length))) } catch { rowError = error }
+            }
+            PQfreemem(data)
+            buffer = nil
+        }
+        var failure: PostgresError?
+        while let result = PQgetResult(handle) {
+            do throws(PostgresError) { _ = try rows(from: result, operation: "copy") } catch { failure = failure ?? error }
+        }
+        if let rowError { throw rowError }
+        if let failure { throw failure }
+    }
+
     // MARK: Pool support
 
     /// Reads whatever the server sent while the session sat idle (a FATAL before a restart or

@@ -92,6 +92,15 @@ package final class DeadlineScheduler: DeadlineTracker, Sendable {
         metrics.setPending(pending)
     }
 
+    /// Many at once under one lock (recovery).
+    package func track(_ batch: [(id: UInt64, deadlineUnixMilliseconds: Int64)]) {
+        let pending = wheel.withLock { wheel in
+            for item in batch { wheel.schedule(id: item.id, at: tick(forDeadline: item.deadlineUnixMilliseconds)) }
+            return wheel.count
+        }
+        metrics.setPending(pending)
+    }
+
     package func forget(id: UInt64) {
         let pending = wheel.withLock { wheel in
             wheel.cancel(id: id)
@@ -123,6 +132,14 @@ package final class DeadlineScheduler: DeadlineTracker, Sendable {
 
     package func stop() {
         if started.withLock({ $0 }) { source.cancel() }
+    }
+
+    deinit {
+        // libdispatch traps when a source that was never resumed is released.
+        if !started.withLock({ $0 }) {
+            source.cancel()
+            source.resume()
+        }
     }
 }
 
@@ -291,6 +308,14 @@ package final class DeadlineSweeper: Sendable {
     package func stop() {
         if started.withLock({ $0 }) { source.cancel() }
     }
+
+    deinit {
+        // libdispatch traps when a source that was never resumed is released.
+        if !started.withLock({ $0 }) {
+            source.cancel()
+            source.resume()
+        }
+    }
 }
 
 /// Start-up recovery: loads every PENDING deadline into the wheel, in keyset-paginated
@@ -306,13 +331,14 @@ package final class DeadlineRecovery: Sendable {
         package var error: String?
     }
 
-    static let batch = PostgresStatement("deadline_recovery_batch", """
-        select id, (extract(epoch from deadline) * 1000)::bigint as deadline_ms, deadline::text as deadline_text
-        from authentications
-        where state = 'PENDING' and (deadline, id) > ($1::timestamptz, $2::bigint)
-        order by deadline, id
-        limit $3::int
-        """)
+    /// One streaming read of every PENDING deadline; rows are parsed from COPY's text bytes
+    /// without building strings and handed to the wheel in batches. `date_part` (a double) is
+    /// much cheaper than `extract` (numeric) over a million rows; `ceil` keeps the millisecond
+    /// at or after the real deadline, so nothing is scheduled early.
+    static let copyPending = """
+        copy (select id, ceil(date_part('epoch', deadline) * 1000)::bigint from authentications
+              where state = 'PENDING') to stdout
+        """
 
     private let pool: PostgresPool
     private let scheduler: DeadlineScheduler
@@ -337,30 +363,26 @@ package final class DeadlineRecovery: Sendable {
     package func run() {
         let started = MonotonicTime.microseconds()
         state.withLock { $0.phase = .running }
-        var after = ("-infinity", "0")
         var attempts = 0
         while true {
             do {
-                let rows = try pool.withConnectionBlocking { connection in
-                    try connection.execute(Self.batch, [after.0, after.1, String(self.batchSize)])
+                state.withLock { $0.loaded = 0; $0.batches = 0 }
+                try pool.withConnectionBlocking { connection in
+                    var batch: [(id: UInt64, deadlineUnixMilliseconds: Int64)] = []
+                    batch.reserveCapacity(self.batchSize)
+                    try connection.copyOutRaw(Self.copyPending) { row in
+                        guard let parsed = Self.parseRow(row) else { throw StoreError.inconsistent("unexpected recovery row") }
+                        batch.append(parsed)
+                        if batch.count == self.batchSize { self.flush(&batch, started: started) }
+                    }
+                    self.flush(&batch, started: started)
                 }
-                for row in 0..<rows.count {
-                    guard let id = rows.int(row, "id"), let deadline = rows.int(row, "deadline_ms") else { continue }
-                    scheduler.track(id: UInt64(id), deadlineUnixMilliseconds: Int64(deadline))
-                }
-                if rows.count > 0, let id = rows.string(rows.count - 1, "id"), let text = rows.string(rows.count - 1, "deadline_text") {
-                    after = (text, id)
-                }
-                state.withLock {
-                    $0.loaded += rows.count
-                    $0.batches += 1
-                    $0.elapsedMilliseconds = (MonotonicTime.microseconds() - started) / 1000
-                }
-                if rows.count < batchSize { break }
+                break
             } catch {
+                // Rescheduling what is already on the wheel is harmless, so start over.
                 attempts += 1
                 state.withLock { $0.error = String(describing: error) }
-                logger.warning("deadline recovery batch failed; retrying", ["error": String(describing: error)])
+                logger.warning("deadline recovery failed; retrying", ["error": String(describing: error)])
                 if attempts > 120 {
                     state.withLock { $0.phase = .failed }
                     return
@@ -377,6 +399,46 @@ package final class DeadlineRecovery: Sendable {
         }
         logger.info("deadline recovery done", ["loaded": String(progress.loaded),
                                                 "ms": String(progress.elapsedMilliseconds)])
+    }
+
+    private func flush(_ batch: inout [(id: UInt64, deadlineUnixMilliseconds: Int64)], started: Int64) {
+        guard !batch.isEmpty else { return }
+        scheduler.track(batch)
+        let count = batch.count
+        state.withLock {
+            $0.loaded += count
+            $0.batches += 1
+            $0.elapsedMilliseconds = (MonotonicTime.microseconds() - started) / 1000
+        }
+        batch.removeAll(keepingCapacity: true)
+    }
+
+    /// `<id>\t<milliseconds>\n`: two decimal integers (the deadline may be negative in theory).
+    package static func parseRow(_ row: UnsafeRawBufferPointer) -> (id: UInt64, deadlineUnixMilliseconds: Int64)? {
+        var index = 0
+        var id: UInt64 = 0
+        var digits = 0
+        while index < row.count, row[index] >= 0x30, row[index] <= 0x39 {
+            id = id &* 10 &+ UInt64(row[index] - 0x30)
+            index += 1
+            digits += 1
+        }
+        guard digits > 0, digits <= 19, index < row.count, row[index] == 0x09 else { return nil }
+        index += 1
+        var negative = false
+        if index < row.count, row[index] == UInt8(ascii: "-") {
+            negative = true
+            index += 1
+        }
+        var value: Int64 = 0
+        digits = 0
+        while index < row.count, row[index] >= 0x30, row[index] <= 0x39 {
+            value = value &* 10 &+ Int64(row[index] - 0x30)
+            index += 1
+            digits += 1
+        }
+        guard digits > 0, digits <= 18, index == row.count || (index == row.count - 1 && row[index] == 0x0A) else { return nil }
+        return (id, negative ? -value : value)
     }
 
     package var json: JSONValue {

@@ -159,7 +159,7 @@ func benchTimerWheel() {
 
 /// Start-up recovery of 1,000,000 PENDING authentications through the engine's own code.
 func benchRecovery(url: String) throws {
-    let pool = PostgresPool(configuration: PostgresConfiguration(url: url, poolSize: 2))
+    let pool = PostgresPool(configuration: PostgresConfiguration(url: url, poolSize: 2, statementTimeoutMilliseconds: 600_000))
     defer { pool.shutdown() }
     let count = Int(ProcessInfo.processInfo.environment["OOB_BENCH_RECOVERY_ROWS"] ?? "") ?? 1_000_000
     try pool.withConnectionBlocking { connection in
@@ -172,7 +172,9 @@ func benchRecovery(url: String) throws {
             select 'BENCH00001', 'bench-' || g, 'bench-consumer', 'PENDING', now() + interval '1 hour' + g * interval '1 millisecond'
             from generate_series(1, $1::int) g
             """, [String(count)])
-        _ = try connection.query("analyze authentications")
+        // A settled table, as after a restart: no autovacuum or checkpoint racing the read.
+        _ = try connection.query("vacuum analyze authentications")
+        _ = try connection.query("checkpoint")
     }
     let metrics = DeadlineMetrics()
     let scheduler = DeadlineScheduler(tickMilliseconds: 50, metrics: metrics) { _ in }

@@ -139,3 +139,21 @@ import Testing
         #expect(ISO8601.format(unixSeconds: 0) == "1970-01-01T00:00:00Z")
     }
 }
+
+@Suite struct RecoveryRowTests {
+    func parse(_ text: String) -> (id: UInt64, deadlineUnixMilliseconds: Int64)? {
+        Array(text.utf8).withUnsafeBytes { DeadlineRecovery.parseRow($0) }
+    }
+
+    @Test func parsesCopyTextRows() {
+        #expect(parse("123\t1733000000000\n")! == (123, 1_733_000_000_000))
+        #expect(parse("1\t-5\n")! == (1, -5))
+        #expect(parse("9\t42")! == (9, 42))
+    }
+
+    @Test(arguments: ["", "\n", "12\n", "x\t1\n", "1\t\n", "1\tx\n", "1 2\n", "1\t2\t3\n", "1\t2\n\n",
+                      "123456789012345678901\t1\n", "1\t1234567890123456789\n"])
+    func refusesAnythingElse(_ row: String) {
+        #expect(parse(row) == nil)
+    }
+}

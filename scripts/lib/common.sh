@@ -75,7 +75,8 @@ as_pg() {
 # run as root and the `postgres` user cannot reach DIR (a checkout under a private mktemp
 # folder, say), a folder of its own under /var/tmp named after DIR.
 pg_physical_dir() {
-    local dir="$1" parent
+    local dir parent
+    dir="$(realpath -m "$1")"
     parent="$(dirname "$dir")"
     mkdir -p "$parent"
     if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$parent" 2>/dev/null; then
