@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "JSON"], swiftSettings: strict),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "JSON"], swiftSettings: strict),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Engine", "JSON"], swiftSettings: strict),
-        .testTarget(name: "EndToEndTests", dependencies: ["JSON", "Postgres"], swiftSettings: strict),
+        .testTarget(name: "EndToEndTests", dependencies: ["JSON", "Postgres", "Crypto"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

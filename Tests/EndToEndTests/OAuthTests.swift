@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Testing
 
@@ -97,7 +98,24 @@ import Testing
         let headerNone = Data(#"{"alg":"none","kid":"k1","typ":"JWT"}"#.utf8).base64EncodedString()
             .replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
         let algNone = headerNone + "." + parts[1] + "."
+        // Correctly signed with the engine's own key, but outside their validity window; and
+        // one signed with a key the engine does not have.
+        let now = Int64(Date().timeIntervalSince1970)
+        func signed(iat: Int64, nbf: Int64, exp: Int64, secret: [UInt8]) throws -> String {
+            let keys = try JWTKeySet(keys: [JWTKey(kid: "k1", algorithm: .hs256, material: .hmac(secret))], signingKid: "k1")
+            return try keys.sign(JWTClaims(iss: "oob-engine", sub: "d1", aud: "oob-engine", scope: ["d1"],
+                                           issuers: ["ISSUER0001"], iat: iat, nbf: nbf, exp: exp, jti: "test-jti"))
+        }
+        let engineKey = try #require(Base64.decode(EngineProcess.hmacKeyBase64))
+        let expired = try signed(iat: now - 1000, nbf: now - 1000, exp: now - 10, secret: engineKey)
+        let notYetValid = try signed(iat: now, nbf: now + 600, exp: now + 900, secret: engineKey)
+        let otherKey = try signed(iat: now, nbf: now, exp: now + 900, secret: Array(repeating: 7, count: 32))
+        let stillValid = try signed(iat: now, nbf: now, exp: now + 900, secret: engineKey)
+        // The control: the same construction with the right key and times is accepted.
+        #expect(try HTTPClient(port: engine.apiPort, token: stillValid).send("GET", D1.authenticationPath() + "/unknown-id").status == 404)
         let refused: [(String, String?, Int)] = [
+            ("expired", "Bearer " + expired, 401), ("not yet valid", "Bearer " + notYetValid, 401),
+            ("signed with another key", "Bearer " + otherKey, 401),
             ("no token", nil, 401), ("garbage", "Bearer abc.def.ghi", 401), ("tampered payload", "Bearer " + tampered, 401),
             ("stripped signature", "Bearer " + unsigned, 401), ("alg none", "Bearer " + algNone, 401),
             ("wrong scheme", "Basic " + token, 401), ("app scope", "Bearer " + appToken, 403),
