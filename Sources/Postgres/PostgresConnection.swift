@@ -177,35 +177,7 @@ package final class PostgresConnection {
     /// Streams `COPY ... TO STDOUT` (text format), one call per row. If `row` throws, the rest of
     /// the data is drained (the session stays usable) and the error is rethrown.
     package func copyOut(_ sql: String, _ row: ([String?]) throws -> Void) throws {
-        try checkUsable("copy")
-        guard let started = PQexec(handle, sql) else { throw connectionError(operation: "copy") }
-        guard PQresultStatus(started) == PGRES_COPY_OUT else {
-            _ = try rows(from: started, operation: "copy")
-            throw PostgresError(kind: .misuse, operation: "copy", detailMessage: "the statement is not COPY ... TO STDOUT")
-        }
-        PQclear(started)
-        var rowError: (any Error)?
-        var buffer: UnsafeMutablePointer<CChar>?
-        while true {
-            let length = PQgetCopyData(handle, &buffer, 0)
-            if length == -1 { break }
-            guard length >= 0, let data = buffer else {
-                markedBroken = true
-                throw connectionError(operation: "copy")
-            }
-            if rowError == nil {
-                let fields = CopyText.fields(UnsafeRawBufferPointer(start: data, count: Int(length)))
-                do { try row(fields) } catch { rowError = error }
-            }
-            PQfreemem(data)
-            buffer = nil
-        }
-        var failure: PostgresError?
-        while let result = PQgetResult(handle) {
-            do throws(PostgresError) { _ = try rows(from: result, operation: "copy") } catch { failure = failure ?? error }
-        }
-        if let rowError { throw rowError }
-        if let failure { throw failure }
+        try copyOutRaw(sql) { bytes in try row(CopyText.fields(bytes)) }
     }
 
     /// `COPY ... TO STDOUT` in text format, handing each row's raw bytes (fields separated by

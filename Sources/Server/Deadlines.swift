@@ -15,6 +15,40 @@ package enum WallClock {
     }
 }
 
+/// One repeating `DispatchSourceTimer`, started at most once, safe to release unstarted
+/// (libdispatch traps when a source that was never resumed is released).
+final class RepeatingTimer: Sendable {
+    // Dispatch sources are thread-safe; the protocol just isn't annotated Sendable.
+    private nonisolated(unsafe) let source: any DispatchSourceTimer
+    private let started = Mutex(false)
+    private let interval: DispatchTimeInterval
+    private let leeway: DispatchTimeInterval
+
+    init(label: String, interval: DispatchTimeInterval, leeway: DispatchTimeInterval, strict: Bool = false) {
+        source = DispatchSource.makeTimerSource(flags: strict ? .strict : [], queue: DispatchQueue(label: label))
+        self.interval = interval
+        self.leeway = leeway
+    }
+
+    func start(_ handler: @escaping @Sendable () -> Void) {
+        guard started.withLock({ started in defer { started = true }; return !started }) else { return }
+        source.schedule(deadline: .now() + interval, repeating: interval, leeway: leeway)
+        source.setEventHandler(handler: handler)
+        source.resume()
+    }
+
+    func stop() {
+        if started.withLock({ $0 }) { source.cancel() }
+    }
+
+    deinit {
+        if !started.withLock({ $0 }) {
+            source.cancel()
+            source.resume()
+        }
+    }
+}
+
 /// Counters for the operations endpoints: timers pending, fired, lateness (fire − deadline).
 package final class DeadlineMetrics: Sendable {
     /// Upper bounds of the lateness histogram buckets, in milliseconds (+Inf implied).
@@ -60,10 +94,7 @@ package final class DeadlineMetrics: Sendable {
 package final class DeadlineScheduler: DeadlineTracker, Sendable {
     package let tickMilliseconds: Int64
     private let wheel: Mutex<TimerWheel>
-    private let queue = DispatchQueue(label: "oob.deadlines.timer")
-    // Dispatch sources are thread-safe; the protocol just isn't annotated Sendable.
-    private nonisolated(unsafe) let source: any DispatchSourceTimer
-    private let started = Mutex(false)
+    private let timer: RepeatingTimer
     private let onExpire: @Sendable ([TimerWheel.Expired]) -> Void
     private let metrics: DeadlineMetrics
 
@@ -74,7 +105,8 @@ package final class DeadlineScheduler: DeadlineTracker, Sendable {
         self.onExpire = onExpire
         let now = WallClock.milliseconds() / Int64(max(1, tickMilliseconds))
         wheel = Mutex(TimerWheel(slotCount: 4096, startTick: now))
-        source = DispatchSource.makeTimerSource(flags: .strict, queue: queue)
+        timer = RepeatingTimer(label: "oob.deadlines.timer", interval: .milliseconds(tickMilliseconds),
+                               leeway: .milliseconds(max(1, tickMilliseconds / 10)), strict: true)
     }
 
     /// The tick at which a deadline fires: the first tick boundary at or after it, so a timer
@@ -123,23 +155,11 @@ package final class DeadlineScheduler: DeadlineTracker, Sendable {
     }
 
     package func start() {
-        guard started.withLock({ started in defer { started = true }; return !started }) else { return }
-        let interval = DispatchTimeInterval.milliseconds(Int(tickMilliseconds))
-        source.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(Int(tickMilliseconds / 10)))
-        source.setEventHandler { [weak self] in self?.fireDue() }
-        source.resume()
+        timer.start { [weak self] in self?.fireDue() }
     }
 
     package func stop() {
-        if started.withLock({ $0 }) { source.cancel() }
-    }
-
-    deinit {
-        // libdispatch traps when a source that was never resumed is released.
-        if !started.withLock({ $0 }) {
-            source.cancel()
-            source.resume()
-        }
+        timer.stop()
     }
 }
 
@@ -253,10 +273,7 @@ package final class DeadlineSweeper: Sendable {
     private let logger: Logger
     private let metrics: DeadlineMetrics
     private let scheduler: DeadlineScheduler?
-    private let queue = DispatchQueue(label: "oob.deadlines.sweep")
-    // Dispatch sources are thread-safe; the protocol just isn't annotated Sendable.
-    private nonisolated(unsafe) let source: any DispatchSourceTimer
-    private let started = Mutex(false)
+    private let timer: RepeatingTimer
 
     package init(pool: PostgresPool, configuration: ConfigFile.Timer, instance: String, logger: Logger,
                  metrics: DeadlineMetrics, scheduler: DeadlineScheduler?) {
@@ -266,7 +283,8 @@ package final class DeadlineSweeper: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.scheduler = scheduler
-        self.source = DispatchSource.makeTimerSource(queue: queue)
+        self.timer = RepeatingTimer(label: "oob.deadlines.sweep", interval: .seconds(configuration.sweepIntervalSeconds),
+                                    leeway: .milliseconds(100))
     }
 
     /// One pass: repeats while batches come back full, at most 100 batches per pass.
@@ -290,10 +308,7 @@ package final class DeadlineSweeper: Sendable {
     }
 
     package func start() {
-        guard started.withLock({ started in defer { started = true }; return !started }) else { return }
-        let interval = DispatchTimeInterval.seconds(configuration.sweepIntervalSeconds)
-        source.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(100))
-        source.setEventHandler { [weak self] in
+        timer.start { [weak self] in
             guard let self else { return }
             do {
                 try self.sweepOnce()
@@ -302,19 +317,10 @@ package final class DeadlineSweeper: Sendable {
                                     ["error": String(describing: error)])
             }
         }
-        source.resume()
     }
 
     package func stop() {
-        if started.withLock({ $0 }) { source.cancel() }
-    }
-
-    deinit {
-        // libdispatch traps when a source that was never resumed is released.
-        if !started.withLock({ $0 }) {
-            source.cancel()
-            source.resume()
-        }
+        timer.stop()
     }
 }
 
