@@ -136,6 +136,32 @@ begin
     end if;
 end $$;
 
+-- Durable outbox: what must reach the bank's app backend (a push per new challenge) or the OTP
+-- delivery service, written in the same statement as what it announces, so creating never waits
+-- for delivery and nothing is lost in a crash. Workers on every instance claim due items with a
+-- short lease (`FOR UPDATE SKIP LOCKED`), so an item is attempted by one worker at a time and a
+-- crashed worker's lease simply runs out.
+create table if not exists outbox (
+    id                bigint generated always as identity primary key,
+    authentication_id bigint references authentications (id),
+    kind              text not null check (kind in ('push', 'otp')),
+    -- Only what cannot be read back from other tables (an OTP message); erased when finished.
+    payload           text,
+    state             text not null default 'pending' check (state in ('pending', 'delivered', 'failed', 'dropped')),
+    attempts          integer not null default 0,
+    next_attempt_at   timestamptz not null default now(),
+    lease_until       timestamptz,
+    delivery_deadline timestamptz not null,
+    last_error        text check (char_length(last_error) <= 256),
+    created_at        timestamptz not null default now(),
+    finished_at       timestamptz,
+    check (state = 'pending' or finished_at is not null),
+    check (state = 'pending' or payload is null)
+);
+create index if not exists outbox_due on outbox (kind, next_attempt_at, id) where state = 'pending';
+create index if not exists outbox_authentication on outbox (authentication_id);
+
+-- (Later sections go above this line.)
 insert into schema_info (version) values (1)
     on conflict (singleton) do update set version = greatest(schema_info.version, excluded.version);
 """###
