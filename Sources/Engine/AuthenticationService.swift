@@ -69,10 +69,15 @@ package struct NoDeadlineTracking: DeadlineTracker {
 package struct AuthenticationService: Sendable {
     package var store: any AuthenticationStore
     package var deadlines: any DeadlineTracker
+    /// Told of every authentication this service ends (and of one created already final), with
+    /// the final status and the cause: the Server counts them for /metrics.
+    package var onEnded: (@Sendable (AuthenticationStatus, TransitionCause) -> Void)?
 
-    package init(store: any AuthenticationStore, deadlines: any DeadlineTracker = NoDeadlineTracking()) {
+    package init(store: any AuthenticationStore, deadlines: any DeadlineTracker = NoDeadlineTracking(),
+                 onEnded: (@Sendable (AuthenticationStatus, TransitionCause) -> Void)? = nil) {
         self.store = store
         self.deadlines = deadlines
+        self.onEnded = onEnded
     }
 
     /// Authenticate: create, or answer a retry with the current status. Idempotent on
@@ -83,6 +88,8 @@ package struct AuthenticationService: Sendable {
         case .created(let record):
             if record.status.state == .pending {
                 deadlines.track(id: record.id, deadlineUnixMilliseconds: record.deadlineUnixMilliseconds)
+            } else {
+                onEnded?(record.status, .noAuthenticator)
             }
             return .status(Self.authenticateStatus(of: record), record: record, created: true)
         case .existing(var record):
@@ -120,6 +127,7 @@ package struct AuthenticationService: Sendable {
             switch try await store.transition(transition) {
             case .applied(let ended):
                 deadlines.forget(id: ended.id)
+                onEnded?(ended.status, .decision)
                 return .applied(ended.status)
             case .unchanged(let now):
                 current = now
@@ -154,6 +162,7 @@ package struct AuthenticationService: Sendable {
         switch try await store.transition(request) {
         case .applied(let ended):
             deadlines.forget(id: ended.id)
+            onEnded?(ended.status, .poll)
             return ended
         case .unchanged(let current):
             return current

@@ -126,7 +126,7 @@ package enum Commands {
         let recovery = DeadlineRecovery(pool: pool, scheduler: scheduler, logger: logger.with("component", "recovery"))
 
         let store = PostgresAuthenticationStore(pool: pool)
-        let service = AuthenticationService(store: store, deadlines: scheduler)
+        let service = AuthenticationService(store: store, deadlines: scheduler, onEnded: Metrics.authenticationEnded)
         // The push adapter and its durable outbox (nil: no push; the app lists challenges itself).
         var outbox: PushOutbox?
         if let push = settings.file.push {
@@ -153,8 +153,9 @@ package enum Commands {
             log: httpLog(logger))
         let ops = HTTPServer(
             configuration: httpConfiguration(settings.opsListen, settings.file.http),
-            handler: APIHandler(router: Router(HealthRoutes(pool: pool, recovery: recovery, metrics: metrics).routes), logger: logger.with("listener", "ops"),
-                                tokens: tokens),
+            handler: APIHandler(router: Router(HealthRoutes(pool: pool, recovery: recovery, metrics: metrics).routes
+                                               + MetricsRoutes(pool: pool, deadlines: metrics, outbox: outbox?.metrics).routes),
+                                logger: logger.with("listener", "ops"), tokens: tokens, listener: "ops"),
             log: httpLog(logger))
 
         let apiPort: Int
