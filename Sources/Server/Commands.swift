@@ -146,6 +146,7 @@ package enum Commands {
         let d1 = D1Routes(service: service, issuers: settings.file.issuers,
                           pushDeliveryDeadlineSeconds: settings.file.push?.deliveryDeadlineSeconds, onCreated: wakeOutbox)
         let app = AppRoutes(service: service, issuers: settings.file.issuers)
+        Metrics.prepare(issuers: settings.file.issuers.keys)
         let api = HTTPServer(
             configuration: httpConfiguration(settings.listen, settings.file.http),
             handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes + app.routes),

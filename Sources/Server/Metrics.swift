@@ -284,6 +284,11 @@ package enum Metrics {
         shared.increment("oob_authentications_created_total", [issuerId])
     }
 
+    /// Starts each configured issuer's series at 0.
+    package static func prepare(issuers: some Sequence<String>) {
+        for issuerId in issuers { shared.increment("oob_authentications_created_total", [issuerId], by: 0) }
+    }
+
     package static func authenticationEnded(_ status: AuthenticationStatus, cause: TransitionCause) {
         authenticationsEnded(status.state, cause: cause, count: 1)
     }
@@ -329,7 +334,8 @@ package struct MetricsRoutes: Sendable {
     static let outboxKinds = ["push", "otp"]
 
     func scrape(_ context: RouteContext) async -> HTTPResponse {
-        var families: [MetricFamily] = []
+        // The pool as the scrape found it, before its own query takes a connection.
+        var families = Self.poolFamilies(pool)
         // The database may be down: everything else is still worth reporting.
         do {
             let rows = try await pool.withConnection { connection in
@@ -353,7 +359,6 @@ package struct MetricsRoutes: Sendable {
             context.logger.warning("metrics: database counts unavailable", ["error": String(describing: error)])
             families.append(.single("oob_database_up", .gauge, help: "1 when this scrape's database queries succeeded, else 0.", 0))
         }
-        families += Self.poolFamilies(pool)
         if let deadlines { families += Self.deadlineFamilies(deadlines.snapshot) }
         if let outbox { families += Self.outboxFamilies(outbox.snapshot) }
         families += Self.processFamilies()
@@ -407,7 +412,8 @@ package struct MetricsRoutes: Sendable {
     static func processFamilies() -> [MetricFamily] {
         var families: [MetricFamily] = []
         if let uptime = ProcessStatistics.uptimeSeconds() {
-            families.append(.single("oob_process_uptime_seconds", .gauge, help: "Seconds since this process started.", uptime))
+            families.append(.single("oob_process_uptime_seconds", .gauge, help: "Seconds since this process started.",
+                                    (uptime * 100).rounded() / 100))
         }
         if let resident = ProcessStatistics.residentMemoryBytes() {
             families.append(.single("oob_process_resident_memory_bytes", .gauge, help: "Resident memory of this process.", Double(resident)))
