@@ -55,24 +55,12 @@ import Testing
             try? FileManager.default.removeItem(atPath: input)
             try? FileManager.default.removeItem(atPath: output)
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", parserScript]
-        process.standardInput = FileHandle(forReadingAtPath: input)
-        process.standardOutput = FileHandle(forWritingAtPath: output)
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        let deadline = ContinuousClock.now + .seconds(30)
-        while process.isRunning, ContinuousClock.now < deadline { usleep(10_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            throw TestSetupError("the Prometheus parser did not finish within 30 s")
-        }
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw TestSetupError("the Prometheus parser refused the scrape: \(stderr)\n\(text)")
+        let errors = input + ".err"
+        defer { try? FileManager.default.removeItem(atPath: errors) }
+        let status = try runParser(stdin: input, stdout: output, stderr: errors)
+        guard status == 0 else {
+            let stderr = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+            throw TestSetupError("the Prometheus parser refused the scrape (exit \(status)): \(stderr)\n\(text)")
         }
         let json = try JSONParser.parse(Array(FileManager.default.contents(atPath: output) ?? Data()))
         guard case .array(let families) = json else { throw TestSetupError("unexpected parser output") }
@@ -95,6 +83,41 @@ import Testing
             }
         }
         return scrape
+    }
+
+    /// Runs python3 on the parser script with files as its standard streams; bounded to 30 s.
+    /// posix_spawn rather than Foundation's Process: Process.run on Linux (Swift 6.3.1) can read
+    /// past a buffer while listing /proc/self/fd, and this test process has many descriptors open.
+    static func runParser(stdin: String, stdout: String, stderr: String) throws -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let arguments = ["/usr/bin/env", "python3", "-c", parserScript]
+        let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, envp)
+        guard spawned == 0 else { throw TestSetupError("posix_spawn python3 failed: \(spawned)") }
+        let deadline = ContinuousClock.now + .seconds(30)
+        var status: Int32 = 0
+        while true {
+            let done = waitpid(pid, &status, WNOHANG)
+            if done == pid { break }
+            if done < 0, errno != EINTR { throw TestSetupError("waitpid failed: errno \(errno)") }
+            if ContinuousClock.now > deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                throw TestSetupError("the Prometheus parser did not finish within 30 s")
+            }
+            usleep(10_000)
+        }
+        // WIFEXITED / WEXITSTATUS by hand (macros are not imported).
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : -1
     }
 
     static func scrape(_ engine: EngineProcess) throws -> (Scrape, RawHTTPConnection.Response) {
