@@ -59,8 +59,12 @@ import Testing
         let d1 = try engine.d1Client()
         let ops = HTTPClient(port: engine.opsPort)
         let known = TestEnvironment.uniqueID("fault")
-        #expect(try d1.send("POST", D1.authenticationPath(), body: D1.authenticateBody(known)).status == 200)
-        try await eventually(timeout: .seconds(20), "the engine to be ready") { try ops.send("GET", "/health/ready").status == 200 }
+        // Every blocking call runs on a thread of its own (asyncSend), never on the cooperative
+        // pool: a slow answer during a fault must not starve the tests running beside this one.
+        #expect(try await d1.asyncSend("POST", D1.authenticationPath(), body: D1.authenticateBody(known)).status == 200)
+        try await eventually(timeout: .seconds(20), "the engine to be ready") {
+            try await ops.asyncSend("GET", "/health/ready").status == 200
+        }
 
         switch fault {
         case .stall: proxy.stall()
@@ -72,19 +76,20 @@ import Testing
         let answers = try await Self.load(engine: engine, d1: d1, known: known, seconds: faultSeconds, threads: 8) { elapsed in
             if fault == .flap, Int(elapsed * 5) != Int((elapsed - 0.05) * 5) { proxy.cut() }
         }
-        let readiness = try await Self.timed { try ops.send("GET", "/health/ready") }
+        let readiness = try await Self.timed { try await ops.asyncSend("GET", "/health/ready") }
 
         let healedAt = ContinuousClock.now
         proxy.heal()
         var firstOK: Duration?
         try await eventually(timeout: .seconds(30), interval: .milliseconds(50), "a 200 after the link returned") {
-            let response = try d1.send("POST", D1.authenticationPath(), body: D1.authenticateBody(TestEnvironment.uniqueID("fault")))
+            let response = try await d1.asyncSend("POST", D1.authenticationPath(),
+                                                  body: D1.authenticateBody(TestEnvironment.uniqueID("fault")))
             if response.status == 200 { firstOK = ContinuousClock.now - healedAt }
             return response.status == 200
         }
         let recovery = try #require(firstOK)
         try await eventually(timeout: .seconds(10), interval: .milliseconds(50), "ready after the link returned") {
-            try ops.send("GET", "/health/ready").status == 200
+            try await ops.asyncSend("GET", "/health/ready").status == 200
         }
         let readyAfter = ContinuousClock.now - healedAt
 
@@ -135,9 +140,9 @@ import Testing
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
-    static func timed<T>(_ body: () throws -> T) async throws -> (response: T, elapsed: Duration) {
+    static func timed<T>(_ body: () async throws -> T) async throws -> (response: T, elapsed: Duration) {
         let start = ContinuousClock.now
-        let value = try body()
+        let value = try await body()
         return (value, ContinuousClock.now - start)
     }
 

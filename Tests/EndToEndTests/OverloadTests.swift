@@ -8,10 +8,10 @@ import Testing
 @Suite(.serialized) struct OverloadTests {
     static let maxInFlightRequests = 8
     static let maxConnections = 32
-    static let clients = 64
+    static let clients = 48
     static let requestsPerClient = 100
     /// Besides them, clients that pipeline this many requests on one kept-alive connection.
-    static let pipeliningClients = 8
+    static let pipeliningClients = 4
     static let pipelinedRequests = 200
     /// No request may wait longer than this (the pool's acquire timeout is 200 ms).
     static let answerBound = 5.0
@@ -41,7 +41,7 @@ import Testing
         let token = try engine.token()
         let d1 = HTTPClient(port: engine.apiPort, token: token)
         let warm = TestEnvironment.uniqueID("overload")
-        #expect(try d1.send("POST", D1.authenticationPath(), body: D1.authenticateBody(warm)).status == 200)
+        #expect(try await d1.asyncSend("POST", D1.authenticationPath(), body: D1.authenticateBody(warm)).status == 200)
         let pid = engine.process.processIdentifier
         let rssBefore = try Self.residentBytes(pid)
 
@@ -89,9 +89,9 @@ import Testing
 
         // Afterwards it serves normally, at once.
         let after = try await DatabaseFaultTests.timed {
-            try d1.send("POST", D1.authenticationPath(), body: D1.authenticateBody(TestEnvironment.uniqueID("overload")))
+            try await d1.asyncSend("POST", D1.authenticationPath(), body: D1.authenticateBody(TestEnvironment.uniqueID("overload")))
         }
-        let ready = try HTTPClient(port: engine.opsPort).send("GET", "/health/ready")
+        let ready = try await HTTPClient(port: engine.opsPort).asyncSend("GET", "/health/ready")
         let rssAfter = try Self.residentBytes(pid)
 
         let all = outcomes.items
