@@ -86,6 +86,31 @@ import Testing
             }
         }
 
+        let database = try TestDatabase(url: cluster.url)
+        defer { database.shutdown() }
+        let sweepBound = Duration.seconds(Self.sweepIntervalSeconds + Self.sweepGraceSeconds) + .milliseconds(1500)
+        // After each recovery (the engine ready again): how long until nothing is PENDING past
+        // the deadline it had when recovery finished.
+        var overdueEndings: [Duration] = []
+        func overdueEnd(after fault: String) async throws {
+            try await eventually(timeout: .seconds(30), interval: .milliseconds(50), "ready after \(fault)") {
+                (try? await HTTPClient(port: engine.opsPort).asyncSend("GET", "/health/ready").status) == 200
+            }
+            let recovered = ContinuousClock.now
+            var recoveredAt: String?
+            try await eventually(timeout: .seconds(10), interval: .milliseconds(50), "the database's clock") {
+                recoveredAt = try? database.rows("select now()::text as now").string(0, "now")
+                return recoveredAt != nil
+            }
+            try await eventually(timeout: sweepBound, interval: .milliseconds(50), "overdue PENDING to end after \(fault)") {
+                (try? database.count("""
+                    select count(*) as count from authentications
+                    where authentication_id like $1 and state = 'PENDING' and deadline < $2::timestamptz
+                    """, [prefix + "-%", recoveredAt!])) == 0
+            }
+            overdueEndings.append(ContinuousClock.now - recovered)
+        }
+
         // The faults, interleaved: two engine kills, one database stop, five times over.
         var engineKills = 0, databaseStops = 0
         for round in 0..<(Self.engineKills + Self.databaseStops) {
@@ -97,12 +122,14 @@ import Testing
                 try await cluster.stopImmediately()
                 try await cluster.start()
                 databaseStops += 1
+                try await overdueEnd(after: "database stop \(databaseStops)")
             } else {
                 target.point(at: nil)
                 try await engine.kill()
                 engine = try await EngineProcess.start(options)
                 target.point(at: engine)
                 engineKills += 1
+                try await overdueEnd(after: "engine kill \(engineKills)")
             }
         }
         // Load through the last recovery too, then stop it.
@@ -112,21 +139,8 @@ import Testing
         }
         stop.add(1)
         try await load.value
-        try await eventually(timeout: .seconds(20), interval: .milliseconds(100), "ready after the last fault") {
-            (try? await HTTPClient(port: engine.opsPort).asyncSend("GET", "/health/ready").status) == 200
-        }
-
-        let database = try TestDatabase(url: cluster.url)
-        defer { database.shutdown() }
         // Every PENDING past its deadline ends within the sweep interval (+ grace) of recovery.
-        let recoveredAt = try #require(try database.rows("select now()::text as now").string(0, "now"))
-        let sweepBound = Duration.seconds(Self.sweepIntervalSeconds + Self.sweepGraceSeconds) + .milliseconds(1500)
-        try await eventually(timeout: sweepBound, interval: .milliseconds(100), "overdue PENDING to end after recovery") {
-            try database.count("""
-                select count(*) as count from authentications
-                where authentication_id like $1 and state = 'PENDING' and deadline < $2::timestamptz
-                """, [prefix + "-%", recoveredAt]) == 0
-        }
+        try await overdueEnd(after: "the load stopped")
         // And the 2 s ones still running at the end, by their deadline and the sweep interval.
         try await eventually(timeout: .seconds(2) + sweepBound, interval: .milliseconds(100), "every 2 s challenge to end") {
             try database.count("""
@@ -171,7 +185,8 @@ import Testing
         print("crash test: \(engineKills) engine kills, \(databaseStops) database stops in \(elapsed); "
               + "\(attempts.value) requests, \(acknowledged.count) creates and \(decided.count) decisions "
               + "acknowledged; lost: \(lostCreates.count) creates, \(lostDecisions.count) decisions; "
-              + "double terminal transitions: \(doubled); unexplained states: \(unexplained); ended early: \(early)")
+              + "double terminal transitions: \(doubled); unexplained states: \(unexplained); ended early: \(early); "
+              + "overdue PENDING all ended at most \(overdueEndings.max() ?? .zero) after each recovery")
         #expect(engineKills == Self.engineKills)
         #expect(databaseStops == Self.databaseStops)
         #expect(acknowledged.count >= 100, "enough acknowledged load to mean something")
