@@ -1,5 +1,5 @@
 package import Engine
-import Postgres
+package import Postgres
 import Synchronization
 
 /// Text-format PostgreSQL array literals for `unnest($n::text[])` parameters: every element is
@@ -70,7 +70,7 @@ package final class FinalStateCache: Sendable {
 }
 
 /// The multi-row statements behind `PostgresAuthenticationStore`'s group commit.
-enum BatchedStatements {
+package enum BatchedStatements {
     /// Many Authenticates in one statement: inserts (with creation transitions and queued
     /// pushes) what is new, and returns, in the same snapshot, what existed already.
     static let insert = PostgresStatement("authentication_insert_batch", """
@@ -118,7 +118,7 @@ enum BatchedStatements {
     /// Many cardholder decisions in one statement: each is a compare-and-set from PENDING that
     /// counts only before the deadline and only from an active authenticator of the consumer.
     /// Returns the updated row (`applied`) or the row as it is (`current`) per decision found.
-    static let decide = PostgresStatement("authentication_decide_batch", """
+    package static let decide = PostgresStatement("authentication_decide_batch", """
         with input as (
             select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
                 as t(issuer_id, authentication_id, app_instance_id, to_state, to_reason, actor)

@@ -53,7 +53,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
 
     /// Inserts PENDING (or TECHNICAL_ERROR when the consumer has no active authenticator) with
     /// its creation transition. `on conflict do nothing` leaves an existing row untouched.
-    static let insert = PostgresStatement("authentication_insert", """
+    package static let insert = PostgresStatement("authentication_insert", """
         with enrolled as (
             select exists (select 1 from authenticators
                            where issuer_id = $1 and consumer_id = $3 and active) as yes
@@ -79,7 +79,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
         select \(columns) from inserted
         """)
 
-    static let select = PostgresStatement("authentication_select", """
+    package static let select = PostgresStatement("authentication_select", """
         select \(columns) from authentications where issuer_id = $1 and authentication_id = $2
         """)
 
