@@ -13,7 +13,7 @@ import Testing
     /// then a call the watchdog ends (statement timeout + 1 s) or a connect that times out,
     /// plus scheduling slack on a shared 2-core machine.
     static let answerBound: Duration = .milliseconds(acquireTimeoutMilliseconds
-        + max(statementTimeoutMilliseconds + 1000, connectTimeoutSeconds * 1000) + 1500)
+        + max(statementTimeoutMilliseconds + 1000, connectTimeoutSeconds * 1000) + 3000)
     /// "Within seconds": the longest wait for a 200 after the link returns.
     static let recoveryBound: Duration = .seconds(5)
 
