@@ -52,7 +52,7 @@ import Testing
         let done = Counter()
         let started = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for client in 0..<Self.pipeliningClients {
+            for _ in 0..<Self.pipeliningClients {
                 group.addTask {
                     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                         Thread.detachNewThread {
