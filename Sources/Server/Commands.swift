@@ -128,9 +128,13 @@ package enum Commands {
         let store = PostgresAuthenticationStore(pool: pool)
         let service = AuthenticationService(store: store, deadlines: scheduler)
         let d1 = D1Routes(service: service, issuers: settings.file.issuers)
+        let issuers = settings.file.issuers
+        let d1Rest = AuthenticatorRoutes(pool: pool, issuers: issuers).routes + ConsumerRoutes(pool: pool, issuers: issuers).routes
+            + OTPRoutes(pool: pool, issuers: issuers, settings: settings.file.otp).routes
+            + D1NotificationRoutes(pool: pool, service: service, issuers: issuers, metrics: D1NotificationMetrics()).routes
         let api = HTTPServer(
             configuration: httpConfiguration(settings.listen, settings.file.http),
-            handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes),
+            handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes + d1Rest),
                                 logger: logger.with("listener", "api"), tokens: tokens),
             log: httpLog(logger))
         let ops = HTTPServer(
