@@ -19,9 +19,11 @@ final class EngineProcess: @unchecked Sendable {
         var databaseURL: String?
     }
 
-    /// Test clients: `d1` for both issuers, `d1-two` for ISSUER0002 only, `app`, `ops`.
+    /// Test clients: `d1` for both issuers, `d1-two` for ISSUER0002 only, `app`, `app-two` for
+    /// ISSUER0002 only, `ops`.
     static let clientSecrets = ["d1": "d1-secret-0123456789", "d1-two": "d1-two-secret-0123456789",
-                                "app": "app-secret-0123456789", "ops": "ops-secret-0123456789"]
+                                "app": "app-secret-0123456789", "ops": "ops-secret-0123456789",
+                                "app-two": "app-two-secret-0123456789"]
     static let hmacKeyBase64 = "dGVzdC1zaWduaW5nLWtleS0wMTIzNDU2Nzg5LWFiY2RlZmdoaWprbG1ub3A="
 
     static let defaultConfig = """
@@ -35,8 +37,10 @@ final class EngineProcess: @unchecked Sendable {
             {"id": "d1", "secret": "\(clientSecrets["d1"]!)", "scopes": ["d1"], "issuers": ["ISSUER0001", "ISSUER0002"]},
             {"id": "d1-two", "secret": "\(clientSecrets["d1-two"]!)", "scopes": ["d1"], "issuers": ["ISSUER0002"]},
             {"id": "app", "secret": "\(clientSecrets["app"]!)", "scopes": ["app"], "issuers": ["*"]},
-            {"id": "ops", "secret": "\(clientSecrets["ops"]!)", "scopes": ["ops"], "issuers": ["*"]}
+            {"id": "ops", "secret": "\(clientSecrets["ops"]!)", "scopes": ["ops"], "issuers": ["*"]},
+            {"id": "app-two", "secret": "\(clientSecrets["app-two"]!)", "scopes": ["app"], "issuers": ["ISSUER0002"]}
           ],
+          "otp": {"kind": "simulated", "deliveryDeadlineSeconds": 120},
           "signingKeys": [{"kid": "k1", "alg": "HS256", "secret": "\(hmacKeyBase64)"}]
         }
         """
