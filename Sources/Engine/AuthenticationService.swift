@@ -1,3 +1,5 @@
+import JSON
+
 /// What Authenticate answers (contract authenticate.json: `authenticationStatus`).
 package enum AuthenticateAnswer: Sendable, Hashable {
     case status(String, record: AuthenticationRecord, created: Bool)
@@ -8,6 +10,45 @@ package enum AuthenticateAnswer: Sendable, Hashable {
 package enum PollAnswer: Sendable, Hashable {
     case status(AuthenticationStatus, record: AuthenticationRecord)
     /// Unknown, or belongs to another consumer (404: no oracle for other consumers' ids).
+    case notFound
+}
+
+/// The cardholder's answer, from the bank's app backend.
+package enum CardholderDecision: String, Sendable, Hashable {
+    case approve = "APPROVE"
+    case decline = "DECLINE"
+
+    var event: AuthenticationEvent { self == .approve ? .approve : .decline }
+}
+
+package struct DecisionRequest: Sendable, Hashable {
+    package var issuerId: String
+    package var authenticationId: String
+    package var decision: CardholderDecision
+    package var appInstanceId: String
+    /// Who sent it (the app backend's client id), for the transitions log.
+    package var actor: String
+
+    package init(issuerId: String, authenticationId: String, decision: CardholderDecision, appInstanceId: String,
+                 actor: String) {
+        self.issuerId = issuerId
+        self.authenticationId = authenticationId
+        self.decision = decision
+        self.appInstanceId = appInstanceId
+        self.actor = actor
+    }
+}
+
+package enum DecisionAnswer: Sendable, Hashable {
+    /// The decision ended the challenge.
+    case applied(AuthenticationStatus)
+    /// The same decision again: the same answer, nothing written.
+    case repeated(AuthenticationStatus)
+    /// Another decision, or any decision after the challenge ended some other way (timer,
+    /// operator, push failure, D1): nothing changed, the attempt is logged as refused.
+    case conflict(AuthenticationStatus)
+    /// The app instance is not an active authenticator of the authentication's consumer.
+    case notAnAuthenticator
     case notFound
 }
 
@@ -61,6 +102,49 @@ package struct AuthenticationService: Sendable {
         return .status(record.status, record: record)
     }
 
+    /// The cardholder's decision: one compare-and-set from PENDING that only counts before the
+    /// deadline (by the database's clock). Repeating it answers the same; anything else that
+    /// finds the challenge ended is refused, logged, and changes nothing.
+    package func decide(_ request: DecisionRequest) async throws -> DecisionAnswer {
+        guard let record = try await store.find(issuerId: request.issuerId, authenticationId: request.authenticationId)
+        else { return .notFound }
+        guard try await store.isActiveAuthenticator(issuerId: record.issuerId, consumerId: record.consumerId,
+                                                    appInstanceId: request.appInstanceId)
+        else { return .notAnAuthenticator }
+        let target = AuthenticationStateMachine.target(of: request.decision.event)!
+        let actor = String((request.actor + "/" + request.appInstanceId).prefix(128))
+        var current = record
+        if record.status.state == .pending {
+            let transition = TransitionRequest(issuerId: record.issuerId, authenticationId: record.authenticationId,
+                                               to: target, cause: .decision, actor: actor, onlyIfBeforeDeadline: true)
+            switch try await store.transition(transition) {
+            case .applied(let ended):
+                deadlines.forget(id: ended.id)
+                return .applied(ended.status)
+            case .unchanged(let now):
+                current = now
+            case .notFound:
+                return .notFound
+            }
+            // Still PENDING means the deadline passed: end it as expired before answering.
+            current = try await endIfPastDeadline(current)
+        }
+        var machine = AuthenticationStateMachine(status: current.status)
+        switch machine.handle(request.decision.event) {
+        case .repeated(let status):
+            return .repeated(status)
+        case .transition, .refused:
+            try await store.recordRefused(RefusedAttempt(recordId: current.id, from: current.status.state, to: target.state,
+                                                         cause: .decision, actor: actor,
+                                                         detail: "\(request.decision.rawValue) refused: already \(current.status.state.rawValue)"))
+            return .conflict(current.status)
+        }
+    }
+
+    package func pendingChallenges(issuerId: String, consumerId: String, limit: Int = 100) async throws -> [AuthenticationRecord] {
+        try await store.pendingChallenges(issuerId: issuerId, consumerId: consumerId, limit: limit)
+    }
+
     private func endIfPastDeadline(_ record: AuthenticationRecord) async throws -> AuthenticationRecord {
         guard record.status.state == .pending, record.isPastDeadline else { return record }
         var machine = AuthenticationStateMachine(status: record.status)
@@ -82,5 +166,28 @@ package struct AuthenticationService: Sendable {
     /// since failed answers its current state (the poll enum), which is what D1 needs to know.
     static func authenticateStatus(of record: AuthenticationRecord) -> String {
         record.wasNoAuthenticator ? "NO_AUTHENTICATOR" : record.status.state.rawValue
+    }
+}
+
+extension DecisionRequest {
+    /// The app backend's body: `{"decision": "APPROVE" | "DECLINE", "appInstanceId": "..."}`.
+    package static func decodeBody(_ body: [UInt8]) throws(ValidationError) -> (CardholderDecision, String) {
+        guard !body.isEmpty else { throw ValidationError("empty body: a JSON object is required") }
+        let root: JSONValue
+        do {
+            root = try JSONParser.parse(body)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let object = try RequestFields.object(root, "body")
+        let decisionText = try RequestFields.requiredString(object, "decision")
+        guard let decision = CardholderDecision(rawValue: decisionText) else {
+            throw ValidationError("decision must be APPROVE or DECLINE")
+        }
+        let appInstanceId = try RequestFields.requiredString(object, "appInstanceId")
+        guard Identifier.isPrintableText(appInstanceId, maxLength: 128) else {
+            throw ValidationError("appInstanceId must be 1 to 128 printable characters")
+        }
+        return (decision, appInstanceId)
     }
 }

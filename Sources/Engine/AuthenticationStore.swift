@@ -10,9 +10,12 @@ package struct AuthenticationRecord: Sendable, Hashable {
     /// Whether the deadline had passed when the store read the row, by the store's clock
     /// (PostgreSQL's `now()`, so every instance agrees).
     package var isPastDeadline: Bool
+    package var createdAtUnixMilliseconds: Int64
 
     package init(id: UInt64, issuerId: String, consumerId: String, request: AuthenticateRequest,
-                 status: AuthenticationStatus, deadlineUnixMilliseconds: Int64, isPastDeadline: Bool) {
+                 status: AuthenticationStatus, deadlineUnixMilliseconds: Int64, isPastDeadline: Bool,
+                 createdAtUnixMilliseconds: Int64 = 0) {
+        self.createdAtUnixMilliseconds = createdAtUnixMilliseconds
         self.id = id
         self.issuerId = issuerId
         self.consumerId = consumerId
@@ -37,9 +40,13 @@ package struct NewAuthentication: Sendable, Hashable {
     package var challengeTTLSeconds: Int
     /// Who asked (the OAuth client id), for the transitions log.
     package var actor: String
+    /// When a push adapter is configured: queue the push in the same transaction, to be
+    /// delivered within this many seconds (never past the challenge's own deadline).
+    package var pushDeliveryDeadlineSeconds: Int?
 
     package init(issuerId: String, consumerId: String, request: AuthenticateRequest,
-                 challengeTTLSeconds: Int, actor: String) {
+                 challengeTTLSeconds: Int, actor: String, pushDeliveryDeadlineSeconds: Int? = nil) {
+        self.pushDeliveryDeadlineSeconds = pushDeliveryDeadlineSeconds
         self.issuerId = issuerId
         self.consumerId = consumerId
         self.request = request
@@ -74,9 +81,13 @@ package struct TransitionRequest: Sendable, Hashable {
     package var detail: String?
     /// Apply only if the deadline has passed by the store's clock.
     package var onlyIfPastDeadline: Bool
+    /// Apply only if the deadline has not passed by the store's clock (a cardholder's decision
+    /// arriving after the deadline must not count).
+    package var onlyIfBeforeDeadline: Bool
 
     package init(issuerId: String, authenticationId: String, to: AuthenticationStatus, cause: TransitionCause,
-                 actor: String, detail: String? = nil, onlyIfPastDeadline: Bool = false) {
+                 actor: String, detail: String? = nil, onlyIfPastDeadline: Bool = false, onlyIfBeforeDeadline: Bool = false) {
+        self.onlyIfBeforeDeadline = onlyIfBeforeDeadline
         self.issuerId = issuerId
         self.authenticationId = authenticationId
         self.to = to
@@ -97,4 +108,30 @@ package protocol AuthenticationStore: Sendable {
     func find(issuerId: String, authenticationId: String) async throws -> AuthenticationRecord?
     /// One compare-and-set from PENDING plus its transition row, atomically.
     func transition(_ request: TransitionRequest) async throws -> TransitionResult
+    /// Whether `appInstanceId` is an active authenticator of the consumer.
+    func isActiveAuthenticator(issuerId: String, consumerId: String, appInstanceId: String) async throws -> Bool
+    /// Logs an attempt that changed nothing (outcome `refused`), for the audit trail.
+    func recordRefused(_ attempt: RefusedAttempt) async throws
+    /// The consumer's PENDING challenges whose deadline has not passed, newest first.
+    func pendingChallenges(issuerId: String, consumerId: String, limit: Int) async throws -> [AuthenticationRecord]
+}
+
+/// A transition that was asked for and refused (the authentication had already ended).
+package struct RefusedAttempt: Sendable, Hashable {
+    package var recordId: UInt64
+    package var from: AuthenticationState
+    package var to: AuthenticationState
+    package var cause: TransitionCause
+    package var actor: String
+    package var detail: String?
+
+    package init(recordId: UInt64, from: AuthenticationState, to: AuthenticationState, cause: TransitionCause,
+                 actor: String, detail: String? = nil) {
+        self.recordId = recordId
+        self.from = from
+        self.to = to
+        self.cause = cause
+        self.actor = actor
+        self.detail = detail
+    }
 }

@@ -10,6 +10,7 @@ package final class InMemoryAuthenticationStore: AuthenticationStore {
         package var to: AuthenticationState
         package var cause: TransitionCause
         package var actor: String
+        package var refused = false
     }
 
     private struct State {
@@ -62,7 +63,8 @@ package final class InMemoryAuthenticationStore: AuthenticationStore {
         state.withLock { s in
             let key = request.issuerId + "/" + request.authenticationId
             guard var record = s.rows[key].map({ Self.refreshed($0, now: s.nowMilliseconds) }) else { return .notFound }
-            guard record.status.state == .pending, !request.onlyIfPastDeadline || record.isPastDeadline else {
+            guard record.status.state == .pending, !request.onlyIfPastDeadline || record.isPastDeadline,
+                  !request.onlyIfBeforeDeadline || !record.isPastDeadline else {
                 return .unchanged(record)
             }
             record.status = request.to
@@ -70,6 +72,26 @@ package final class InMemoryAuthenticationStore: AuthenticationStore {
             s.log.append(LoggedTransition(id: record.id, from: .pending, to: request.to.state,
                                           cause: request.cause, actor: request.actor))
             return .applied(record)
+        }
+    }
+
+    package func isActiveAuthenticator(issuerId: String, consumerId: String, appInstanceId: String) async throws -> Bool {
+        // The in-memory twin enrols consumers, not app instances: any instance of an enrolled consumer counts.
+        state.withLock { $0.activeAuthenticators.contains(issuerId + "/" + consumerId) }
+    }
+
+    package func recordRefused(_ attempt: RefusedAttempt) async throws {
+        state.withLock {
+            $0.log.append(LoggedTransition(id: attempt.recordId, from: attempt.from, to: attempt.to, cause: attempt.cause,
+                                           actor: attempt.actor, refused: true))
+        }
+    }
+
+    package func pendingChallenges(issuerId: String, consumerId: String, limit: Int) async throws -> [AuthenticationRecord] {
+        state.withLock { s in
+            s.rows.values.map { Self.refreshed($0, now: s.nowMilliseconds) }
+                .filter { $0.issuerId == issuerId && $0.consumerId == consumerId && $0.status.state == .pending && !$0.isPastDeadline }
+                .sorted { $0.id > $1.id }.prefix(limit).map { $0 }
         }
     }
 

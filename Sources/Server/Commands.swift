@@ -127,14 +127,32 @@ package enum Commands {
 
         let store = PostgresAuthenticationStore(pool: pool)
         let service = AuthenticationService(store: store, deadlines: scheduler)
-        let d1 = D1Routes(service: service, issuers: settings.file.issuers)
+        // The push adapter and its durable outbox (nil: no push; the app lists challenges itself).
+        var outbox: PushOutbox?
+        if let push = settings.file.push {
+            let adapter: any PushAdapter
+            switch push.kind {
+            case .webhook:
+                adapter = WebhookPushAdapter(url: URL(string: push.url!)!, secret: push.secret!,
+                                             timeoutMilliseconds: push.timeoutMilliseconds)
+            case .simulated:
+                adapter = SimulatedPushAdapter(service: service, decision: CardholderDecision(rawValue: push.decision)!,
+                                               afterMilliseconds: push.afterMilliseconds)
+            }
+            outbox = PushOutbox(pool: pool, adapter: adapter, configuration: push, deadlines: scheduler,
+                                instance: instance, logger: logger.with("component", "push"))
+        }
+        let wakeOutbox = outbox.map { box in { @Sendable in box.wake() } }
+        let d1 = D1Routes(service: service, issuers: settings.file.issuers,
+                          pushDeliveryDeadlineSeconds: settings.file.push?.deliveryDeadlineSeconds, onCreated: wakeOutbox)
+        let app = AppRoutes(service: service, issuers: settings.file.issuers)
         let issuers = settings.file.issuers
         let d1Rest = AuthenticatorRoutes(pool: pool, issuers: issuers).routes + ConsumerRoutes(pool: pool, issuers: issuers).routes
             + OTPRoutes(pool: pool, issuers: issuers, settings: settings.file.otp).routes
             + D1NotificationRoutes(pool: pool, service: service, issuers: issuers, metrics: D1NotificationMetrics()).routes
         let api = HTTPServer(
             configuration: httpConfiguration(settings.listen, settings.file.http),
-            handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes + d1Rest),
+            handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes + app.routes + d1Rest),
                                 logger: logger.with("listener", "api"), tokens: tokens),
             log: httpLog(logger))
         let ops = HTTPServer(
@@ -158,6 +176,7 @@ package enum Commands {
         scheduler.start()
         recovery.start()
         sweeper.start()
+        outbox?.start()
         logger.info("listening", ["api": apiAddress.description, "ops": opsAddress.description,
                                   "issuers": String(settings.file.issuers.count), "instance": instance])
 
@@ -166,6 +185,7 @@ package enum Commands {
         logger.info("shutting down: no new connections, finishing requests in flight")
         api.shutdown()
         ops.shutdown()
+        outbox?.stop()
         sweeper.stop()
         scheduler.stop()
         pool.shutdown()

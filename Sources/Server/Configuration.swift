@@ -156,6 +156,22 @@ package struct ConfigFile: Sendable {
         package var sweepBatchSize = 1000
     }
 
+    /// How each new challenge reaches the bank's app backend. `webhook`: a signed POST to `url`
+    /// (`X-OOB-Signature: sha256=<hex HMAC-SHA-256 of the body with secret>`); `simulated`: the
+    /// cardholder "decides" `decision` after `afterMilliseconds`, through the real decision path.
+    package struct Push: Sendable, Hashable {
+        package enum Kind: String, Sendable, Hashable { case webhook, simulated }
+        package var kind: Kind
+        package var url: String?
+        package var secret: String?
+        package var timeoutMilliseconds = 2000
+        package var deliveryDeadlineSeconds = 30
+        package var decision = "APPROVE"
+        package var afterMilliseconds = 1000
+        /// Delivery workers per instance.
+        package var workers = 4
+    }
+
     /// Where D1's Deliver OTP requests go (through the outbox): the bank's messaging service
     /// (`webhook`) or nowhere but the log of delivered ids (`simulated`, the default).
     /// `{"kind": "webhook", "url": "https://...", "secret": "...", "timeoutMilliseconds": 2000,
@@ -208,6 +224,8 @@ package struct ConfigFile: Sendable {
     package var database = Database()
     package var http = HTTP()
     package var timer = Timer()
+    /// nil: no push adapter (challenges are only listed by the app API).
+    package var push: Push?
     package var otp = OTP()
     /// Top-level keys this version does not know (logged as a warning at start-up).
     package var unknownKeys: [String] = []
@@ -227,7 +245,7 @@ package struct ConfigFile: Sendable {
         let reader = ConfigReader(source: source)
         var file = ConfigFile()
         let known: Set<String> = ["issuers", "authenticators", "database", "http", "clients", "signingKeys",
-                                  "signingKid", "tokenTTLSeconds", "tokenIssuer", "tokenAudience", "timer", "otp"]
+                                  "signingKid", "tokenTTLSeconds", "tokenIssuer", "tokenAudience", "timer", "push", "otp"]
         file.unknownKeys = object.keys.filter { !known.contains($0) }
 
         for (index, issuer) in try reader.array(object, "issuers", required: true).enumerated() {
@@ -276,6 +294,9 @@ package struct ConfigFile: Sendable {
             file.http.headerReadTimeoutSeconds = try reader.int(http, "headerReadTimeoutSeconds", path: "http", range: 1...600) ?? file.http.headerReadTimeoutSeconds
             file.http.idleTimeoutSeconds = try reader.int(http, "idleTimeoutSeconds", path: "http", range: 1...3600) ?? file.http.idleTimeoutSeconds
         }
+        if let push = try reader.optionalObject(object, "push") {
+            file.push = try parsePush(push, reader: reader, source: source)
+        }
         if let timer = try reader.optionalObject(object, "timer") {
             file.timer.tickMilliseconds = try reader.int(timer, "tickMilliseconds", path: "timer", range: 1...1000) ?? file.timer.tickMilliseconds
             file.timer.sweepIntervalSeconds = try reader.int(timer, "sweepIntervalSeconds", path: "timer", range: 1...3600) ?? file.timer.sweepIntervalSeconds
@@ -290,6 +311,38 @@ package struct ConfigFile: Sendable {
 }
 
 extension ConfigFile {
+    static func parsePush(_ object: JSONObject, reader: ConfigReader, source: String) throws(ConfigurationError) -> Push {
+        let kindText = try reader.string(object, "kind", path: "push")
+        guard let kind = Push.Kind(rawValue: kindText) else {
+            throw ConfigurationError("\(source) push.kind", "must be webhook or simulated")
+        }
+        var push = Push(kind: kind)
+        push.timeoutMilliseconds = try reader.int(object, "timeoutMilliseconds", path: "push", range: 10...60_000) ?? push.timeoutMilliseconds
+        push.deliveryDeadlineSeconds = try reader.int(object, "deliveryDeadlineSeconds", path: "push", range: 1...3600) ?? push.deliveryDeadlineSeconds
+        push.workers = try reader.int(object, "workers", path: "push", range: 1...64) ?? push.workers
+        switch kind {
+        case .webhook:
+            let url = try reader.string(object, "url", path: "push")
+            guard let parsed = URLComponents(string: url), parsed.scheme == "http" || parsed.scheme == "https", parsed.host?.isEmpty == false else {
+                throw ConfigurationError("\(source) push.url", "must be an absolute http:// or https:// URL")
+            }
+            let secret = try reader.string(object, "secret", path: "push")
+            guard secret.utf8.count >= 16 else {
+                throw ConfigurationError("\(source) push.secret", "must be at least 16 characters (the webhook signature key)")
+            }
+            push.url = url
+            push.secret = secret
+        case .simulated:
+            let decision = try reader.optionalString(object, "decision", path: "push") ?? push.decision
+            guard decision == "APPROVE" || decision == "DECLINE" else {
+                throw ConfigurationError("\(source) push.decision", "must be APPROVE or DECLINE")
+            }
+            push.decision = decision
+            push.afterMilliseconds = try reader.int(object, "afterMilliseconds", path: "push", range: 0...3_600_000) ?? push.afterMilliseconds
+        }
+        return push
+    }
+
     static func parseOTP(_ object: JSONObject, reader: ConfigReader, source: String) throws(ConfigurationError) -> OTP {
         var otp = OTP()
         let kind = try reader.string(object, "kind", path: "otp")
@@ -299,8 +352,8 @@ extension ConfigFile {
         otp.timeoutMilliseconds = try reader.int(object, "timeoutMilliseconds", path: "otp", range: 10...60000) ?? otp.timeoutMilliseconds
         guard parsed == .webhook else { return otp }
         let url = try reader.string(object, "url", path: "otp")
-        guard url.hasPrefix("https://") || url.hasPrefix("http://"), url.utf8.count > 8, url.utf8.count <= 2048 else {
-            throw ConfigurationError("\(source) otp.url", "must be an http:// or https:// URL")
+        guard let parsed = URLComponents(string: url), parsed.scheme == "http" || parsed.scheme == "https", parsed.host?.isEmpty == false else {
+            throw ConfigurationError("\(source) otp.url", "must be an absolute http:// or https:// URL")
         }
         let secret = try reader.string(object, "secret", path: "otp")
         guard secret.utf8.count >= 16 else { throw ConfigurationError("\(source) otp.secret", "must be at least 16 characters") }

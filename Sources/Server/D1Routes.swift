@@ -6,10 +6,17 @@ import JSON
 package struct D1Routes: Sendable {
     package var service: AuthenticationService
     package var issuers: [String: ConfigFile.Issuer]
+    /// With a push adapter: each new challenge queues a push in its own creating statement.
+    package var pushDeliveryDeadlineSeconds: Int?
+    /// Called after a challenge was created (wakes the push outbox's workers).
+    package var onCreated: (@Sendable () -> Void)?
 
-    package init(service: AuthenticationService, issuers: [String: ConfigFile.Issuer]) {
+    package init(service: AuthenticationService, issuers: [String: ConfigFile.Issuer],
+                 pushDeliveryDeadlineSeconds: Int? = nil, onCreated: (@Sendable () -> Void)? = nil) {
         self.service = service
         self.issuers = issuers
+        self.pushDeliveryDeadlineSeconds = pushDeliveryDeadlineSeconds
+        self.onCreated = onCreated
     }
 
     package static let authenticationPath = "/banking/d1/v1/issuers/{issuerId}/consumers/{consumerId}/authentication"
@@ -64,14 +71,18 @@ package struct D1Routes: Sendable {
         }
         let logger = context.logger.with("issuer_id", issuer.id).with("authentication_id", request.authenticationId)
         let new = NewAuthentication(issuerId: issuer.id, consumerId: consumerId, request: request,
-                                    challengeTTLSeconds: issuer.challengeTTLSeconds, actor: context.clientId ?? "d1")
+                                    challengeTTLSeconds: issuer.challengeTTLSeconds, actor: context.clientId ?? "d1",
+                                    pushDeliveryDeadlineSeconds: pushDeliveryDeadlineSeconds)
         do {
             switch try await service.authenticate(new) {
             case .conflict:
                 logger.warning("authenticationId reused with another consumer or other details")
                 return Responses.error(403, "authenticationId already used for another consumer or other details")
             case .status(let status, let record, let created):
-                if created { logger.info("authentication created", ["status": status, "id": String(record.id)]) }
+                if created {
+                    logger.info("authentication created", ["status": status, "id": String(record.id)])
+                    if record.status.state == .pending { onCreated?() }
+                }
                 return Responses.json(200, [("authenticationStatus", .string(status))])
             }
         } catch {

@@ -267,4 +267,10 @@ package enum ISO8601 {
         let text = LogClock.format(unixMilliseconds: unixSeconds * 1000)
         return String(text.prefix(19)) + "Z"
     }
+
+    /// With milliseconds: `2026-12-01T12:00:00.123Z`.
+    package static func format(unixMilliseconds: Int64) -> String {
+        let text = LogClock.format(unixMilliseconds: unixMilliseconds)
+        return String(text.prefix(23)) + "Z"
+    }
 }

@@ -14,7 +14,8 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     static let columns = """
         id, issuer_id, consumer_id, authentication_id, card_id, pan_suffix, acs_transaction_id, merchant_name, \
         amount, currency_code, state, reason, \
-        (extract(epoch from deadline) * 1000)::bigint as deadline_ms, deadline <= now() as past_deadline
+        (extract(epoch from deadline) * 1000)::bigint as deadline_ms, deadline <= now() as past_deadline, \
+        (extract(epoch from created_at) * 1000)::bigint as created_ms
         """
 
     /// Inserts PENDING (or TECHNICAL_ERROR when the consumer has no active authenticator) with
@@ -37,6 +38,10 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
             insert into transitions (authentication_id, from_state, to_state, cause, actor)
             select id, null, state, case when state = 'PENDING' then 'create' else 'no-authenticator' end, $11
             from inserted
+        ), queued as (
+            insert into outbox (authentication_id, kind, delivery_deadline)
+            select id, 'push', least(deadline, now() + make_interval(secs => $12::int))
+            from inserted where state = 'PENDING' and $12::int is not null
         )
         select \(columns) from inserted
         """)
@@ -52,6 +57,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
             update authentications set state = $3, reason = $4
             where issuer_id = $1 and authentication_id = $2 and state = 'PENDING'
               and (not $7::boolean or deadline <= now())
+              and (not $9::boolean or deadline > now())
             returning *
         ), logged as (
             insert into transitions (authentication_id, from_state, to_state, cause, actor, detail)
@@ -65,7 +71,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
         let parameters: [String?] = [
             new.issuerId, request.authenticationId, new.consumerId, request.cardId, request.panSuffix,
             request.acsTransactionId, request.merchantName, request.amount, request.currencyCode,
-            String(new.challengeTTLSeconds), new.actor,
+            String(new.challengeTTLSeconds), new.actor, new.pushDeliveryDeadlineSeconds.map(String.init),
         ]
         return try await pool.withConnection { connection in
             let inserted = try connection.execute(Self.insert, parameters)
@@ -90,15 +96,55 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     }
 
     package func transition(_ request: TransitionRequest) async throws -> TransitionResult {
+        try await pool.withConnection { connection in try Self.transition(request, on: connection) }
+    }
+
+    /// The compare-and-set on a connection the caller holds (background workers on their own
+    /// threads use it with `withConnectionBlocking`).
+    package static func transition(_ request: TransitionRequest, on connection: PostgresConnection) throws -> TransitionResult {
         let parameters: [String?] = [
             request.issuerId, request.authenticationId, request.to.state.rawValue, request.to.reason,
             request.cause.rawValue, request.actor, request.onlyIfPastDeadline ? "true" : "false", request.detail,
+            request.onlyIfBeforeDeadline ? "true" : "false",
         ]
-        return try await pool.withConnection { connection in
-            let updated = try connection.execute(Self.transition, parameters)
-            if updated.count == 1 { return .applied(try Self.record(updated, 0)) }
-            let current = try connection.execute(Self.select, [request.issuerId, request.authenticationId])
-            return current.count == 1 ? .unchanged(try Self.record(current, 0)) : .notFound
+        let updated = try connection.execute(Self.transition, parameters)
+        if updated.count == 1 { return .applied(try Self.record(updated, 0)) }
+        let current = try connection.execute(Self.select, [request.issuerId, request.authenticationId])
+        return current.count == 1 ? .unchanged(try Self.record(current, 0)) : .notFound
+    }
+
+    static let activeAuthenticator = PostgresStatement("authenticator_active", """
+        select exists (select 1 from authenticators
+                       where issuer_id = $1 and consumer_id = $2 and app_instance_id = $3 and active) as active
+        """)
+
+    static let refused = PostgresStatement("transition_refused", """
+        insert into transitions (authentication_id, from_state, to_state, cause, actor, outcome, detail)
+        values ($1::bigint, $2, $3, $4, $5, 'refused', $6)
+        """)
+
+    static let pending = PostgresStatement("authentication_pending_for_consumer", """
+        select \(columns) from authentications
+        where issuer_id = $1 and consumer_id = $2 and state = 'PENDING' and deadline > now()
+        order by id desc limit $3::int
+        """)
+
+    package func isActiveAuthenticator(issuerId: String, consumerId: String, appInstanceId: String) async throws -> Bool {
+        try await pool.withConnection { connection in
+            try connection.execute(Self.activeAuthenticator, [issuerId, consumerId, appInstanceId]).bool(0, "active") ?? false
+        }
+    }
+
+    package func recordRefused(_ attempt: RefusedAttempt) async throws {
+        let parameters: [String?] = [String(attempt.recordId), attempt.from.rawValue, attempt.to.rawValue,
+                                     attempt.cause.rawValue, attempt.actor, attempt.detail.map { String($0.prefix(256)) }]
+        _ = try await pool.withConnection { connection in try connection.execute(Self.refused, parameters) }
+    }
+
+    package func pendingChallenges(issuerId: String, consumerId: String, limit: Int) async throws -> [AuthenticationRecord] {
+        try await pool.withConnection { connection in
+            let rows = try connection.execute(Self.pending, [issuerId, consumerId, String(limit)])
+            return try (0..<rows.count).map { try Self.record(rows, $0) }
         }
     }
 
@@ -117,7 +163,8 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
         return AuthenticationRecord(
             id: UInt64(id), issuerId: issuerId, consumerId: consumerId, request: request,
             status: AuthenticationStatus(state: state, reason: rows.string(row, "reason")),
-            deadlineUnixMilliseconds: Int64(deadline), isPastDeadline: past)
+            deadlineUnixMilliseconds: Int64(deadline), isPastDeadline: past,
+            createdAtUnixMilliseconds: Int64(rows.int(row, "created_ms") ?? 0))
     }
 }
 

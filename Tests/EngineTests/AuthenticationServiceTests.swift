@@ -82,3 +82,69 @@ import Testing
         #expect(store.transitions.map(\.cause) == [.create, .poll])
     }
 }
+
+@Suite struct DecisionTests {
+    let store = InMemoryAuthenticationStore()
+    var service: AuthenticationService { AuthenticationService(store: store) }
+
+    func create(_ id: String) async throws {
+        store.enrol(issuerId: "ISSUER0001", consumerId: "alice")
+        _ = try await service.authenticate(NewAuthentication(
+            issuerId: "ISSUER0001", consumerId: "alice", request: AuthenticateRequest(authenticationId: id),
+            challengeTTLSeconds: 300, actor: "d1"))
+    }
+
+    func decide(_ id: String, _ decision: CardholderDecision, app: String = "phone") async throws -> DecisionAnswer {
+        try await service.decide(DecisionRequest(issuerId: "ISSUER0001", authenticationId: id, decision: decision,
+                                                 appInstanceId: app, actor: "app"))
+    }
+
+    @Test func approveThenRepeatThenConflict() async throws {
+        try await create("d1")
+        #expect(try await decide("d1", .approve) == .applied(AuthenticationStatus(state: .authenticated)))
+        #expect(try await decide("d1", .approve) == .repeated(AuthenticationStatus(state: .authenticated)))
+        #expect(try await decide("d1", .decline) == .conflict(AuthenticationStatus(state: .authenticated)))
+        let log = store.transitions
+        #expect(log.map(\.cause) == [.create, .decision, .decision])
+        #expect(log.map(\.refused) == [false, false, true])
+        #expect(log[1].actor == "app/phone")
+    }
+
+    @Test func declineEndsAsFailedWithItsReason() async throws {
+        try await create("d2")
+        #expect(try await decide("d2", .decline)
+                == .applied(AuthenticationStatus(state: .authenticationFailed, reason: AuthenticationReason.declined)))
+        #expect(try await decide("d2", .approve)
+                == .conflict(AuthenticationStatus(state: .authenticationFailed, reason: AuthenticationReason.declined)))
+    }
+
+    @Test func aDecisionAfterTheDeadlineEndsItAsExpiredAndIsRefused() async throws {
+        try await create("d3")
+        store.advanceClock(milliseconds: 301_000)
+        #expect(try await decide("d3", .approve)
+                == .conflict(AuthenticationStatus(state: .authenticationFailed, reason: AuthenticationReason.expired)))
+        #expect(store.transitions.map(\.cause) == [.create, .poll, .decision])
+        #expect(store.transitions.last?.refused == true)
+    }
+
+    @Test func unknownIdsAndStrangersChangeNothing() async throws {
+        #expect(try await decide("missing", .approve) == .notFound)
+        try await create("d4")
+        let stranger = try await service.decide(DecisionRequest(issuerId: "ISSUER0001", authenticationId: "d4",
+                                                               decision: .approve, appInstanceId: "x", actor: "app"))
+        #expect(stranger == .applied(AuthenticationStatus(state: .authenticated)), "the in-memory twin enrols consumers, not instances")
+    }
+
+    @Test(arguments: [
+        ("", "empty body"), ("{", "truncated"), (#"{"decision":"YES","appInstanceId":"a"}"#, "decision must be APPROVE or DECLINE"),
+        (#"{"decision":"APPROVE"}"#, "appInstanceId is required"), (#"{"decision":1,"appInstanceId":"a"}"#, "decision must be a string"),
+        (#"{"decision":"APPROVE","appInstanceId":""}"#, "appInstanceId must be 1 to 128"),
+    ])
+    func bodyErrorsNameTheField(body: String, expected: String) {
+        #expect {
+            _ = try DecisionRequest.decodeBody(Array(body.utf8))
+        } throws: { error in
+            (error as? ValidationError)?.message.contains(expected) == true
+        }
+    }
+}
