@@ -89,6 +89,62 @@ import Testing
         try await engine.stop()
     }
 
+    @Test func concurrentDeliveriesOfOneNotificationEndTheAuthenticationOnce() async throws {
+        let engine = try await EngineProcess.start()
+        let d1 = try engine.d1Client()
+        let id = TestEnvironment.uniqueID()
+        #expect(try d1.send("POST", D1.authenticationPath(), body: D1.authenticateBody(id)).status == 200)
+        let operationId = TestEnvironment.uniqueID("op")
+        let body = D1Rest.cardOperationBody(operationId: operationId, status: "FAILED", acsTransactionId: id, transStatus: "N")
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<16 {
+                group.addTask { try await d1.asyncSend("POST", D1Rest.cardNotificationsPath(card: "card-1"), body: body).status }
+            }
+            var all: [Int] = []
+            for try await status in group { all.append(status) }
+            return all
+        }
+        #expect(statuses == Array(repeating: 204, count: 16))
+        let database = try TestDatabase()
+        defer { database.shutdown() }
+        #expect(try database.count("select count(*) from card_operations where operation_id = $1", [operationId]) == 1)
+        #expect(try database.count("""
+            select count(*) from transitions t join authentications a on a.id = t.authentication_id
+            where a.authentication_id = $1 and t.to_state <> 'PENDING'
+            """, [id]) == 1)
+        try await engine.stop()
+    }
+
+    @Test func aNotificationNeverEndsAnotherCardsOrAnotherIssuersAuthentication() async throws {
+        let engine = try await EngineProcess.start()
+        let d1 = try engine.d1Client()
+        let database = try TestDatabase()
+        defer { database.shutdown() }
+        let id = TestEnvironment.uniqueID()
+        #expect(try d1.send("POST", D1.authenticationPath(), body: D1.authenticateBody(id)).status == 200)   // card-1, ISSUER0001
+        let app = HTTPClient(port: engine.apiPort, token: try engine.token(client: "app"))
+        let otherCard = "card-" + id.suffix(12)
+        #expect(try app.send("PUT", D1Rest.appConsumerPath(consumer: "alice"),
+                             body: #"{"firstName":"Alice","lastName":"L","cardIds":["\#(otherCard)"]}"#).status == 204)
+        #expect(try app.send("PUT", D1Rest.appConsumerPath(issuer: "ISSUER0002", consumer: "alice"),
+                             body: #"{"firstName":"Alice","lastName":"L","cardIds":["card-1"]}"#).status == 204)
+
+        let onOtherCard = TestEnvironment.uniqueID("op")
+        #expect(try d1.send("POST", D1Rest.cardNotificationsPath(card: otherCard),
+                            body: D1Rest.cardOperationBody(operationId: onOtherCard, acsTransactionId: id)).status == 204)
+        let onOtherIssuer = TestEnvironment.uniqueID("op")
+        #expect(try d1.send("POST", D1Rest.cardNotificationsPath(issuer: "ISSUER0002", card: "card-1"),
+                            body: D1Rest.cardOperationBody(operationId: onOtherIssuer, acsTransactionId: id)).status == 204)
+
+        #expect(try database.state(issuer: "ISSUER0001", authenticationId: id) == "PENDING")
+        for operationId in [onOtherCard, onOtherIssuer] {
+            let row = try database.rows("select agreement, authentication_id from card_operations where operation_id = $1", [operationId])
+            #expect(row.string(0, "agreement") == "unmatched")
+            #expect(row.string(0, "authentication_id") == nil)
+        }
+        try await engine.stop()
+    }
+
     @Test func unknownCardsForeignIssuersAndContractViolationsAreRefused() async throws {
         let engine = try await EngineProcess.start()
         let d1 = try engine.d1Client()
