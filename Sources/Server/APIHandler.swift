@@ -40,6 +40,7 @@ package final class APIHandler: HTTPHandler {
                     route: "-", request: request, logger: logger, started: started, responder: responder)
         case .found(let route, let parameters):
             var clientId: String?
+            var tokenIssuers: [String] = []
             if case .bearer(let scope, let issuerParameter) = route.authorization {
                 guard let tokens else {
                     respond(TokenAuthority.bearerFailureResponse(.invalid("no keys configured")), route: route.name,
@@ -64,10 +65,12 @@ package final class APIHandler: HTTPHandler {
                         return
                     }
                     clientId = claims.sub
+                    tokenIssuers = claims.issuers
                     logger = logger.with("client_id", claims.sub)
                 }
             }
-            let context = RouteContext(request: request, parameters: parameters, logger: logger, clientId: clientId)
+            let context = RouteContext(request: request, parameters: parameters, logger: logger, clientId: clientId,
+                                       tokenIssuers: tokenIssuers)
             Task {
                 let response = await route.handler(context)
                 self.respond(response, route: route.name, request: request, logger: logger, started: started,

@@ -13,6 +13,8 @@ package enum Commands {
         Usage:
           oob-engine serve      apply schema.sql, then serve D1's API and the ops listener
           oob-engine migrate    apply schema.sql to DATABASE_URL and exit (harmless to repeat)
+          oob-engine ops ...    inspect and force-expire authentications, straight against DATABASE_URL
+                                (list, show, expire, expire-all; `oob-engine ops --help`)
           oob-engine --help     this text
 
         Environment:
@@ -39,6 +41,8 @@ package enum Commands {
             return serve(environment: environment)
         case "migrate":
             return migrate(environment: environment)
+        case "ops":
+            return OpsCommand.main(arguments: Array(arguments.dropFirst(2)), environment: environment)
         default:
             FileHandle.standardError.write(Data("oob-engine: unknown command '\(command)'\n\n\(usage)".utf8))
             return 64
@@ -158,7 +162,8 @@ package enum Commands {
             log: httpLog(logger))
         let ops = HTTPServer(
             configuration: httpConfiguration(settings.opsListen, settings.file.http),
-            handler: APIHandler(router: Router(HealthRoutes(pool: pool, recovery: recovery, metrics: metrics).routes), logger: logger.with("listener", "ops"),
+            handler: APIHandler(router: Router(HealthRoutes(pool: pool, recovery: recovery, metrics: metrics).routes
+                                                   + OpsRoutes(pool: pool, deadlines: scheduler).routes), logger: logger.with("listener", "ops"),
                                 tokens: tokens),
             log: httpLog(logger))
 

@@ -118,7 +118,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
                        where issuer_id = $1 and consumer_id = $2 and app_instance_id = $3 and active) as active
         """)
 
-    static let refused = PostgresStatement("transition_refused", """
+    package static let refused = PostgresStatement("transition_refused", """
         insert into transitions (authentication_id, from_state, to_state, cause, actor, outcome, detail)
         values ($1::bigint, $2, $3, $4, $5, 'refused', $6)
         """)

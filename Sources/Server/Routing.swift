@@ -10,6 +10,12 @@ package struct RouteContext: Sendable {
     package var logger: Logger
     /// The authenticated OAuth client (the token's `sub`), or nil on unauthenticated routes.
     package var clientId: String?
+    /// The token's `issuers` claim (`["*"]`: all), empty on unauthenticated routes.
+    package var tokenIssuers: [String] = []
+
+    package func mayAct(for issuerId: String) -> Bool {
+        tokenIssuers.contains("*") || tokenIssuers.contains(issuerId)
+    }
 }
 
 /// Who may call a route.

@@ -17,9 +17,10 @@ import Testing
 
     /// Creates `count` authentications on ISSUER0002 (2 s deadline) over `connections` kept-alive
     /// connections, each on its own thread; every answer must be PENDING.
-    static func createMany(_ engine: EngineProcess, prefix: String, count: Int, connections: Int = 8) async throws {
+    static func createMany(_ engine: EngineProcess, prefix: String, count: Int, connections: Int = 8,
+                           issuer: String = "ISSUER0002") async throws {
         let token = try engine.token()
-        let path = D1.authenticationPath(issuer: "ISSUER0002")
+        let path = D1.authenticationPath(issuer: issuer)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<connections {
                 group.addTask {
