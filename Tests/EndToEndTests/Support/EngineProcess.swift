@@ -114,7 +114,7 @@ final class EngineProcess: @unchecked Sendable {
             }
             if !complete.isEmpty { lines.withLock { $0.append(contentsOf: complete) } }
         }
-        try process.run()
+        try ProcessLaunch.run(process)
         // Keep our end of stdin open for the engine's lifetime: EOF tells it we are gone.
         keepOpenForProcessLifetime(stdin)
 
