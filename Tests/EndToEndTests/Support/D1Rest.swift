@@ -1,3 +1,5 @@
+import Foundation
+
 /// Request builders for issue 6's endpoints (notifications, consumer information, OTP, app API).
 enum D1Rest {
     static func consumerPath(issuer: String = "ISSUER0001", consumer: String) -> String {
@@ -66,5 +68,16 @@ enum D1Rest {
          "threeDSDetails":{"acsTransactionId":"acs-otp-1",
                            "purchase":{"merchantName":"Books & Co","amount":"78999","currencyCode":"978"}}}
         """
+    }
+}
+
+/// Runs a test's blocking work (sockets, libpq) on a thread of its own: Swift's cooperative pool
+/// has one thread per core (two here) and other suites' servers answer from it, so a test that
+/// blocks it stalls them.
+func runOffPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try body() })
+        }
     }
 }
