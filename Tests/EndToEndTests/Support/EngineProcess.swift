@@ -12,6 +12,9 @@ final class EngineProcess: @unchecked Sendable {
     let configPath: String
     private let lines: LockedLines
     private let logFile: FileHandle?
+    /// Our end of the engine's stdin: open while the engine runs (EOF tells it we are gone),
+    /// closed with this object, so a long test run does not pile up descriptors.
+    private let stdin: Pipe
 
     struct Options {
         var config: String = EngineProcess.defaultConfig
@@ -63,8 +66,10 @@ final class EngineProcess: @unchecked Sendable {
         HTTPClient(port: apiPort, token: try token())
     }
 
-    private init(process: Process, apiPort: Int, opsPort: Int, configPath: String, lines: LockedLines, logFile: FileHandle?) {
+    private init(process: Process, apiPort: Int, opsPort: Int, configPath: String, lines: LockedLines, logFile: FileHandle?,
+                 stdin: Pipe) {
         self.process = process
+        self.stdin = stdin
         self.apiPort = apiPort
         self.opsPort = opsPort
         self.configPath = configPath
@@ -115,8 +120,7 @@ final class EngineProcess: @unchecked Sendable {
             if !complete.isEmpty { lines.withLock { $0.append(contentsOf: complete) } }
         }
         try ProcessLaunch.run(process)
-        // Keep our end of stdin open for the engine's lifetime: EOF tells it we are gone.
-        keepOpenForProcessLifetime(stdin)
+        // Our end of stdin stays open as long as the EngineProcess lives: EOF tells the engine we are gone.
 
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
@@ -124,15 +128,17 @@ final class EngineProcess: @unchecked Sendable {
             if let line = lines.withLock({ $0.first(where: { $0.contains("msg=listening") }) }),
                let api = field("api", in: line).flatMap(port), let ops = field("ops", in: line).flatMap(port) {
                 return EngineProcess(process: process, apiPort: api, opsPort: ops, configPath: configPath,
-                                     lines: lines, logFile: logFile)
+                                     lines: lines, logFile: logFile, stdin: stdin)
             }
             if !process.isRunning {
+                try? stdin.fileHandleForWriting.close()
                 let output = lines.withLock { $0.joined(separator: "\n") }
                 throw TestSetupError("oob-engine exited with \(process.terminationStatus) before listening:\n\(output)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
         process.terminate()
+        try? stdin.fileHandleForWriting.close()
         throw TestSetupError("oob-engine did not report listening within \(timeout)")
     }
 
@@ -154,6 +160,7 @@ final class EngineProcess: @unchecked Sendable {
 
     deinit {
         if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        try? stdin.fileHandleForWriting.close()
         try? FileManager.default.removeItem(atPath: configPath)
     }
 
@@ -166,11 +173,6 @@ final class EngineProcess: @unchecked Sendable {
         address.split(separator: ":").last.flatMap { Int($0) }
     }
 }
-
-/// Pipes whose writing end must stay open while the child runs are parked here for the life of
-/// the test process.
-private let retainedPipes = Mutex<[Pipe]>([])
-private func keepOpenForProcessLifetime(_ pipe: Pipe) { retainedPipes.withLock { $0.append(pipe) } }
 
 /// The engine's log lines so far, shared between the reading handler and the test.
 final class LockedLines: Sendable {
