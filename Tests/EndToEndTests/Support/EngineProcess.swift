@@ -103,21 +103,28 @@ final class EngineProcess: @unchecked Sendable {
         let logPath = TestEnvironment.logDirectory + "/engine-" + UUID().uuidString + ".log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let logFile = FileHandle(forWritingAtPath: logPath)
-        let pending = Mutex<[UInt8]>([])
-        stderr.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            guard !data.isEmpty else { handle.readabilityHandler = nil; return }
-            logFile?.write(data)
-            let complete: [String] = pending.withLock { buffer in
-                buffer.append(contentsOf: data)
-                var out: [String] = []
-                while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    out.append(String(decoding: buffer[..<newline], as: UTF8.self))
-                    buffer.removeSubrange(...newline)
+        // A thread of its own reads the engine's stderr until EOF (the engine exited). Not
+        // FileHandle.readabilityHandler: clearing it from inside the handler at EOF races
+        // libdispatch's event loop, which crashed the test process under load.
+        let reader = stderr.fileHandleForReading
+        Thread.detachNewThread {
+            let fd = reader.fileDescriptor
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            var pending: [UInt8] = []
+            while true {
+                let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                logFile?.write(Data(chunk[..<n]))
+                pending.append(contentsOf: chunk[..<n])
+                var complete: [String] = []
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    complete.append(String(decoding: pending[..<newline], as: UTF8.self))
+                    pending.removeSubrange(...newline)
                 }
-                return out
+                if !complete.isEmpty { lines.withLock { $0.append(contentsOf: complete) } }
             }
-            if !complete.isEmpty { lines.withLock { $0.append(contentsOf: complete) } }
+            try? reader.close()
         }
         try ProcessLaunch.run(process)
         // Our end of stdin stays open as long as the EngineProcess lives: EOF tells the engine we are gone.
