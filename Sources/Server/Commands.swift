@@ -152,9 +152,14 @@ package enum Commands {
         let d1 = D1Routes(service: service, issuers: settings.file.issuers,
                           pushDeliveryDeadlineSeconds: settings.file.push?.deliveryDeadlineSeconds, onCreated: wakeOutbox)
         let app = AppRoutes(service: service, issuers: settings.file.issuers)
+        let issuers = settings.file.issuers
+        let notificationMetrics = D1NotificationMetrics()   // for the metrics endpoint, when there is one
+        let d1Rest = AuthenticatorRoutes(pool: pool, issuers: issuers).routes + ConsumerRoutes(pool: pool, issuers: issuers).routes
+            + OTPRoutes(pool: pool, issuers: issuers, settings: settings.file.otp).routes
+            + D1NotificationRoutes(pool: pool, service: service, issuers: issuers, metrics: notificationMetrics).routes
         let api = HTTPServer(
             configuration: httpConfiguration(settings.listen, settings.file.http),
-            handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes + app.routes),
+            handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes + app.routes + d1Rest),
                                 logger: logger.with("listener", "api"), tokens: tokens),
             log: httpLog(logger))
         let ops = HTTPServer(
