@@ -156,6 +156,76 @@ create table if not exists outbox (
 create index if not exists outbox_due on outbox (kind, next_attempt_at, id) where state = 'pending';
 create index if not exists outbox_authentication on outbox (authentication_id);
 
+-- D1's other outbound calls (issue 6): notifications, consumer information, the authenticator registry.
+-- Notify Consumer Operation, kept for idempotency (D1 retries on the same operationId) and reporting.
+create table if not exists consumer_operations (
+    issuer_id       text not null check (char_length(issuer_id) = 10),
+    operation_id    text not null check (operation_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+    consumer_id     text not null check (consumer_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+    operation       text not null check (operation in ('ENROLL_AUTHN')),
+    status          text not null check (status in ('SUCCESSFUL', 'FAILED')),
+    app_instance_id text check (char_length(app_instance_id) between 1 and 128),
+    authn_type      text check (authn_type in ('BIOMETRIC', 'PLATFORM')),
+    start_time      text not null check (char_length(start_time) between 1 and 64),
+    end_time        text check (char_length(end_time) between 1 and 64),
+    error           text check (char_length(error) <= 1024),
+    received_at     timestamptz not null default now(),
+    primary key (issuer_id, operation_id)
+);
+
+-- Notify 3-D Secure Card Operation: every operation on a card, stored for reporting; for
+-- 3DS_CHALLENGE_OOB_ISSUER also D1's final word (status, transStatus, eci) beside the engine's
+-- (authentications rows are immutable once final, so D1's outcome lives here).
+create table if not exists card_operations (
+    issuer_id           text not null check (char_length(issuer_id) = 10),
+    operation_id        text not null check (operation_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+    card_id             text not null check (card_id ~ '^[A-Za-z0-9_-]{1,48}$'),
+    consumer_id         text check (consumer_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+    operation           text not null check (operation in ('3DS_FRICTIONLESS', '3DS_CHALLENGE_OOB',
+                                                           '3DS_CHALLENGE_OOB_ISSUER', '3DS_CHALLENGE_OTP_SMS')),
+    status              text not null check (status in ('SUCCESSFUL', 'FAILED')),
+    start_time          text not null check (char_length(start_time) between 1 and 64),
+    acs_transaction_id  text check (char_length(acs_transaction_id) between 1 and 64),
+    trans_status        text check (trans_status in ('Y', 'N', 'U', 'R')),
+    trans_status_reason text check (char_length(trans_status_reason) = 2),
+    eci                 text check (char_length(eci) between 1 and 8),
+    -- The matched authentication, the engine's state once the notification was applied, whether
+    -- this notification ended it, and how D1's status compares.
+    authentication_id   bigint references authentications (id),
+    engine_state        text check (engine_state in ('PENDING', 'AUTHENTICATED', 'AUTHENTICATION_FAILED', 'TECHNICAL_ERROR')),
+    ended_by_d1         boolean not null default false,
+    agreement           text check (agreement in ('agreed', 'disagreed', 'pending', 'unmatched')),
+    body                text not null,
+    received_at         timestamptz not null default now(),
+    primary key (issuer_id, operation_id)
+);
+create index if not exists card_operations_card on card_operations (issuer_id, card_id, received_at desc);
+create index if not exists card_operations_disagreed on card_operations (issuer_id, received_at desc) where agreement = 'disagreed';
+-- Matching a notification to its authentication (details.acsTransactionId), and knowing a card.
+create index if not exists authentications_acs on authentications (issuer_id, acs_transaction_id)
+    where acs_transaction_id is not null;
+create index if not exists authentications_card on authentications (issuer_id, card_id) where card_id is not null;
+
+-- Consumers' personal information for Get Consumer Information, maintained by the bank's app
+-- backend; `info` is the validated consumerInfo JSON exactly as served to D1.
+create table if not exists consumers (
+    issuer_id   text not null check (char_length(issuer_id) = 10),
+    consumer_id text not null check (consumer_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+    info        text not null,
+    created_at  timestamptz not null default now(),
+    updated_at  timestamptz not null default now(),
+    primary key (issuer_id, consumer_id)
+);
+-- The consumer's cards, as the app backend lists them (a card belongs to one consumer).
+create table if not exists consumer_cards (
+    issuer_id   text not null check (char_length(issuer_id) = 10),
+    card_id     text not null check (card_id ~ '^[A-Za-z0-9_-]{1,48}$'),
+    consumer_id text not null,
+    primary key (issuer_id, card_id),
+    foreign key (issuer_id, consumer_id) references consumers (issuer_id, consumer_id) on delete cascade
+);
+create index if not exists consumer_cards_consumer on consumer_cards (issuer_id, consumer_id);
+
 -- (Later sections go above this line.)
 insert into schema_info (version) values (1)
     on conflict (singleton) do update set version = greatest(schema_info.version, excluded.version);

@@ -153,16 +153,22 @@ package enum Commands {
                           pushDeliveryDeadlineSeconds: settings.file.push?.deliveryDeadlineSeconds, onCreated: wakeOutbox)
         let app = AppRoutes(service: service, issuers: settings.file.issuers)
         Metrics.prepare(issuers: settings.file.issuers.keys)
+        let issuers = settings.file.issuers
+        let notificationMetrics = D1NotificationMetrics()   // shown by /metrics
+        let d1Rest = AuthenticatorRoutes(pool: pool, issuers: issuers).routes + ConsumerRoutes(pool: pool, issuers: issuers).routes
+            + OTPRoutes(pool: pool, issuers: issuers, settings: settings.file.otp).routes
+            + D1NotificationRoutes(pool: pool, service: service, issuers: issuers, metrics: notificationMetrics).routes
         let api = HTTPServer(
             configuration: httpConfiguration(settings.listen, settings.file.http),
-            handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes + app.routes),
+            handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes + app.routes + d1Rest),
                                 logger: logger.with("listener", "api"), tokens: tokens),
             log: httpLog(logger))
         let ops = HTTPServer(
             configuration: httpConfiguration(settings.opsListen, settings.file.http),
             handler: APIHandler(router: Router(HealthRoutes(pool: pool, recovery: recovery, metrics: metrics).routes
                                                + OpsRoutes(pool: pool, deadlines: scheduler).routes
-                                               + MetricsRoutes(pool: pool, deadlines: metrics, outbox: outbox?.metrics).routes),
+                                               + MetricsRoutes(pool: pool, deadlines: metrics, outbox: outbox?.metrics,
+                                                               notifications: notificationMetrics).routes),
                                 logger: logger.with("listener", "ops"), tokens: tokens, listener: "ops"),
             log: httpLog(logger))
 

@@ -176,6 +176,23 @@ package struct ConfigFile: Sendable {
         package var workers = 4
     }
 
+    /// Where D1's Deliver OTP requests go (through the outbox): the bank's messaging service
+    /// (`webhook`) or nowhere but the log of delivered ids (`simulated`, the default).
+    /// `{"kind": "webhook", "url": "https://...", "secret": "...", "timeoutMilliseconds": 2000,
+    ///   "deliveryDeadlineSeconds": 300}` or `{"kind": "simulated"}`.
+    package struct OTP: Sendable, Hashable {
+        package enum Kind: String, Sendable, Hashable {
+            case webhook, simulated
+        }
+        package var kind = Kind.simulated
+        package var url: String?
+        /// Signs each delivery (never logged); at least 16 characters.
+        package var secret: String?
+        package var timeoutMilliseconds = 2000
+        /// How long an OTP may wait in the outbox; past it the item is dropped (and its value erased).
+        package var deliveryDeadlineSeconds = 300
+    }
+
     /// An OAuth2 client (client-credentials grant). Exactly one of `secret` / `secretSHA256`.
     package struct Client: Sendable, Hashable {
         package var id: String
@@ -213,6 +230,7 @@ package struct ConfigFile: Sendable {
     package var timer = Timer()
     /// nil: no push adapter (challenges are only listed by the app API).
     package var push: Push?
+    package var otp = OTP()
     /// Top-level keys this version does not know (logged as a warning at start-up).
     package var unknownKeys: [String] = []
 
@@ -231,7 +249,7 @@ package struct ConfigFile: Sendable {
         let reader = ConfigReader(source: source)
         var file = ConfigFile()
         let known: Set<String> = ["issuers", "authenticators", "database", "http", "clients", "signingKeys",
-                                  "signingKid", "tokenTTLSeconds", "tokenIssuer", "tokenAudience", "timer", "push"]
+                                  "signingKid", "tokenTTLSeconds", "tokenIssuer", "tokenAudience", "timer", "push", "otp"]
         file.unknownKeys = object.keys.filter { !known.contains($0) }
 
         for (index, issuer) in try reader.array(object, "issuers", required: true).enumerated() {
@@ -293,6 +311,9 @@ package struct ConfigFile: Sendable {
             file.timer.sweepGraceSeconds = try reader.int(timer, "sweepGraceSeconds", path: "timer", range: 0...3600) ?? file.timer.sweepGraceSeconds
             file.timer.sweepBatchSize = try reader.int(timer, "sweepBatchSize", path: "timer", range: 1...100_000) ?? file.timer.sweepBatchSize
         }
+        if let otp = try reader.optionalObject(object, "otp") {
+            file.otp = try parseOTP(otp, reader: reader, source: source)
+        }
         return file
     }
 }
@@ -328,6 +349,25 @@ extension ConfigFile {
             push.afterMilliseconds = try reader.int(object, "afterMilliseconds", path: "push", range: 0...3_600_000) ?? push.afterMilliseconds
         }
         return push
+    }
+
+    static func parseOTP(_ object: JSONObject, reader: ConfigReader, source: String) throws(ConfigurationError) -> OTP {
+        var otp = OTP()
+        let kind = try reader.string(object, "kind", path: "otp")
+        guard let parsed = OTP.Kind(rawValue: kind) else { throw ConfigurationError("\(source) otp.kind", "must be webhook or simulated") }
+        otp.kind = parsed
+        otp.deliveryDeadlineSeconds = try reader.int(object, "deliveryDeadlineSeconds", path: "otp", range: 1...3600) ?? otp.deliveryDeadlineSeconds
+        otp.timeoutMilliseconds = try reader.int(object, "timeoutMilliseconds", path: "otp", range: 10...60000) ?? otp.timeoutMilliseconds
+        guard parsed == .webhook else { return otp }
+        let url = try reader.string(object, "url", path: "otp")
+        guard let parsed = URLComponents(string: url), parsed.scheme == "http" || parsed.scheme == "https", parsed.host?.isEmpty == false else {
+            throw ConfigurationError("\(source) otp.url", "must be an absolute http:// or https:// URL")
+        }
+        let secret = try reader.string(object, "secret", path: "otp")
+        guard secret.utf8.count >= 16 else { throw ConfigurationError("\(source) otp.secret", "must be at least 16 characters") }
+        otp.url = url
+        otp.secret = secret
+        return otp
     }
 
     static func parseTokenSettings(_ object: JSONObject, into file: inout ConfigFile, reader: ConfigReader,

@@ -12,6 +12,9 @@ final class EngineProcess: @unchecked Sendable {
     let configPath: String
     private let lines: LockedLines
     private let logFile: FileHandle?
+    /// Our end of the engine's stdin: open while the engine runs (EOF tells it we are gone),
+    /// closed with this object, so a long test run does not pile up descriptors.
+    private let stdin: Pipe
 
     struct Options {
         var config: String = EngineProcess.defaultConfig
@@ -19,9 +22,11 @@ final class EngineProcess: @unchecked Sendable {
         var databaseURL: String?
     }
 
-    /// Test clients: `d1` for both issuers, `d1-two` for ISSUER0002 only, `app`, `ops`.
+    /// Test clients: `d1` for both issuers, `d1-two` for ISSUER0002 only, `app`, `app-two` for
+    /// ISSUER0002 only, `ops`.
     static let clientSecrets = ["d1": "d1-secret-0123456789", "d1-two": "d1-two-secret-0123456789",
-                                "app": "app-secret-0123456789", "ops": "ops-secret-0123456789"]
+                                "app": "app-secret-0123456789", "ops": "ops-secret-0123456789",
+                                "app-two": "app-two-secret-0123456789"]
     static let hmacKeyBase64 = "dGVzdC1zaWduaW5nLWtleS0wMTIzNDU2Nzg5LWFiY2RlZmdoaWprbG1ub3A="
 
     static let defaultConfig = """
@@ -35,8 +40,10 @@ final class EngineProcess: @unchecked Sendable {
             {"id": "d1", "secret": "\(clientSecrets["d1"]!)", "scopes": ["d1"], "issuers": ["ISSUER0001", "ISSUER0002"]},
             {"id": "d1-two", "secret": "\(clientSecrets["d1-two"]!)", "scopes": ["d1"], "issuers": ["ISSUER0002"]},
             {"id": "app", "secret": "\(clientSecrets["app"]!)", "scopes": ["app"], "issuers": ["*"]},
-            {"id": "ops", "secret": "\(clientSecrets["ops"]!)", "scopes": ["ops"], "issuers": ["*"]}
+            {"id": "ops", "secret": "\(clientSecrets["ops"]!)", "scopes": ["ops"], "issuers": ["*"]},
+            {"id": "app-two", "secret": "\(clientSecrets["app-two"]!)", "scopes": ["app"], "issuers": ["ISSUER0002"]}
           ],
+          "otp": {"kind": "simulated", "deliveryDeadlineSeconds": 120},
           "signingKeys": [{"kid": "k1", "alg": "HS256", "secret": "\(hmacKeyBase64)"}]
         }
         """
@@ -59,8 +66,10 @@ final class EngineProcess: @unchecked Sendable {
         HTTPClient(port: apiPort, token: try token())
     }
 
-    private init(process: Process, apiPort: Int, opsPort: Int, configPath: String, lines: LockedLines, logFile: FileHandle?) {
+    private init(process: Process, apiPort: Int, opsPort: Int, configPath: String, lines: LockedLines, logFile: FileHandle?,
+                 stdin: Pipe) {
         self.process = process
+        self.stdin = stdin
         self.apiPort = apiPort
         self.opsPort = opsPort
         self.configPath = configPath
@@ -94,25 +103,31 @@ final class EngineProcess: @unchecked Sendable {
         let logPath = TestEnvironment.logDirectory + "/engine-" + UUID().uuidString + ".log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let logFile = FileHandle(forWritingAtPath: logPath)
-        let pending = Mutex<[UInt8]>([])
-        stderr.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            guard !data.isEmpty else { handle.readabilityHandler = nil; return }
-            logFile?.write(data)
-            let complete: [String] = pending.withLock { buffer in
-                buffer.append(contentsOf: data)
-                var out: [String] = []
-                while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    out.append(String(decoding: buffer[..<newline], as: UTF8.self))
-                    buffer.removeSubrange(...newline)
+        // A thread of its own reads the engine's stderr until EOF (the engine exited). Not
+        // FileHandle.readabilityHandler: clearing it from inside the handler at EOF races
+        // libdispatch's event loop, which crashed the test process under load.
+        let reader = stderr.fileHandleForReading
+        Thread.detachNewThread {
+            let fd = reader.fileDescriptor
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            var pending: [UInt8] = []
+            while true {
+                let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                logFile?.write(Data(chunk[..<n]))
+                pending.append(contentsOf: chunk[..<n])
+                var complete: [String] = []
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    complete.append(String(decoding: pending[..<newline], as: UTF8.self))
+                    pending.removeSubrange(...newline)
                 }
-                return out
+                if !complete.isEmpty { lines.withLock { $0.append(contentsOf: complete) } }
             }
-            if !complete.isEmpty { lines.withLock { $0.append(contentsOf: complete) } }
+            try? reader.close()
         }
-        try process.run()
-        // Keep our end of stdin open for the engine's lifetime: EOF tells it we are gone.
-        keepOpenForProcessLifetime(stdin)
+        try ProcessLaunch.run(process)
+        // Our end of stdin stays open as long as the EngineProcess lives: EOF tells the engine we are gone.
 
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
@@ -120,15 +135,17 @@ final class EngineProcess: @unchecked Sendable {
             if let line = lines.withLock({ $0.first(where: { $0.contains("msg=listening") }) }),
                let api = field("api", in: line).flatMap(port), let ops = field("ops", in: line).flatMap(port) {
                 return EngineProcess(process: process, apiPort: api, opsPort: ops, configPath: configPath,
-                                     lines: lines, logFile: logFile)
+                                     lines: lines, logFile: logFile, stdin: stdin)
             }
             if !process.isRunning {
+                try? stdin.fileHandleForWriting.close()
                 let output = lines.withLock { $0.joined(separator: "\n") }
                 throw TestSetupError("oob-engine exited with \(process.terminationStatus) before listening:\n\(output)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
         process.terminate()
+        try? stdin.fileHandleForWriting.close()
         throw TestSetupError("oob-engine did not report listening within \(timeout)")
     }
 
@@ -150,6 +167,7 @@ final class EngineProcess: @unchecked Sendable {
 
     deinit {
         if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        try? stdin.fileHandleForWriting.close()
         try? FileManager.default.removeItem(atPath: configPath)
     }
 
@@ -162,11 +180,6 @@ final class EngineProcess: @unchecked Sendable {
         address.split(separator: ":").last.flatMap { Int($0) }
     }
 }
-
-/// Pipes whose writing end must stay open while the child runs are parked here for the life of
-/// the test process.
-private let retainedPipes = Mutex<[Pipe]>([])
-private func keepOpenForProcessLifetime(_ pipe: Pipe) { retainedPipes.withLock { $0.append(pipe) } }
 
 /// The engine's log lines so far, shared between the reading handler and the test.
 final class LockedLines: Sendable {

@@ -50,7 +50,7 @@ final class PrivateCluster: @unchecked Sendable {
         process.standardOutput = output
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try ProcessLaunch.run(process)
         try? output.close()
         try await eventually(timeout: timeout, interval: .milliseconds(25), "\(executable) to finish") { !process.isRunning }
         let data = FileManager.default.contents(atPath: outputPath) ?? Data()
@@ -73,7 +73,7 @@ enum ProcessPipe {
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
-        try process.run()
+        try ProcessLaunch.run(process)
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return data
