@@ -154,7 +154,7 @@ package enum Commands {
         let app = AppRoutes(service: service, issuers: settings.file.issuers)
         Metrics.prepare(issuers: settings.file.issuers.keys)
         let issuers = settings.file.issuers
-        let notificationMetrics = D1NotificationMetrics()   // shown by /metrics
+        let notificationMetrics = D1NotificationMetrics()   // for the metrics endpoint, when there is one
         let d1Rest = AuthenticatorRoutes(pool: pool, issuers: issuers).routes + ConsumerRoutes(pool: pool, issuers: issuers).routes
             + OTPRoutes(pool: pool, issuers: issuers, settings: settings.file.otp).routes
             + D1NotificationRoutes(pool: pool, service: service, issuers: issuers, metrics: notificationMetrics).routes
@@ -167,8 +167,7 @@ package enum Commands {
             configuration: httpConfiguration(settings.opsListen, settings.file.http),
             handler: APIHandler(router: Router(HealthRoutes(pool: pool, recovery: recovery, metrics: metrics).routes
                                                + OpsRoutes(pool: pool, deadlines: scheduler).routes
-                                               + MetricsRoutes(pool: pool, deadlines: metrics, outbox: outbox?.metrics,
-                                                               notifications: notificationMetrics).routes),
+                                               + MetricsRoutes(pool: pool, deadlines: metrics, outbox: outbox?.metrics).routes),
                                 logger: logger.with("listener", "ops"), tokens: tokens, listener: "ops"),
             log: httpLog(logger))
 

@@ -305,15 +305,13 @@ package struct MetricsRoutes: Sendable {
     package var pool: PostgresPool
     package var deadlines: DeadlineMetrics?
     package var outbox: OutboxMetrics?
-    package var notifications: D1NotificationMetrics?
     package var registry: MetricsRegistry
 
     package init(pool: PostgresPool, deadlines: DeadlineMetrics? = nil, outbox: OutboxMetrics? = nil,
-                 notifications: D1NotificationMetrics? = nil, registry: MetricsRegistry = Metrics.shared) {
+                 registry: MetricsRegistry = Metrics.shared) {
         self.pool = pool
         self.deadlines = deadlines
         self.outbox = outbox
-        self.notifications = notifications
         self.registry = registry
     }
 
@@ -363,7 +361,6 @@ package struct MetricsRoutes: Sendable {
         }
         if let deadlines { families += Self.deadlineFamilies(deadlines.snapshot) }
         if let outbox { families += Self.outboxFamilies(outbox.snapshot) }
-        if let notifications { families += Self.notificationFamilies(notifications.snapshot) }
         families += Self.processFamilies()
 
         var headers = HTTPHeaders()
@@ -410,17 +407,6 @@ package struct MetricsRoutes: Sendable {
                    help: "Push delivery attempts by outcome: delivered, retried, failed (for good), dropped (the challenge had ended).",
                    label: "outcome", [("delivered", Double(snapshot.delivered)), ("dropped", Double(snapshot.dropped)),
                                       ("failed", Double(snapshot.failed)), ("retried", Double(snapshot.retried))])]
-    }
-
-    static func notificationFamilies(_ snapshot: D1NotificationMetrics.Snapshot) -> [MetricFamily] {
-        [
-            .labelled("oob_d1_notifications_total", .counter, help: "D1's 3DS card operation notifications: recorded, or a duplicate ignored.",
-                      label: "result", [("duplicate", Double(snapshot.duplicates)), ("recorded", Double(snapshot.recorded))]),
-            .single("oob_d1_notification_disagreements_total", .counter,
-                    help: "Notifications whose status disagrees with the engine's final state.", Double(snapshot.disagreements)),
-            .single("oob_d1_notifications_unmatched_total", .counter,
-                    help: "3DS_CHALLENGE_OOB_ISSUER notifications that name no authentication of the engine.", Double(snapshot.unmatched)),
-        ]
     }
 
     static func processFamilies() -> [MetricFamily] {

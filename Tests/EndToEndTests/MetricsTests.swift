@@ -144,8 +144,7 @@ import Testing
             ("oob_db_pool_size", "gauge"), ("oob_db_pool_connections_open", "gauge"), ("oob_db_pool_in_use", "gauge"),
             ("oob_db_pool_waiting", "gauge"), ("oob_db_pool_acquire_wait_seconds", "summary"),
             ("oob_db_pool_acquire_timeouts", "counter"), ("oob_process_uptime_seconds", "gauge"),
-            ("oob_process_resident_memory_bytes", "gauge"), ("oob_d1_notifications", "counter"),
-            ("oob_d1_notification_disagreements", "counter"), ("oob_d1_notifications_unmatched", "counter"),
+            ("oob_process_resident_memory_bytes", "gauge"),
         ]
         for (name, type) in expected {
             // The parser names a counter's family without `_total`.
