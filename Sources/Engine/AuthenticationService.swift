@@ -75,10 +75,15 @@ package struct NoDeadlineTracking: DeadlineTracker {
 package struct AuthenticationService: Sendable {
     package var store: any AuthenticationStore
     package var deadlines: any DeadlineTracker
+    /// Told of every authentication this service ends (and of one created already final), with
+    /// the final status and the cause: the Server counts them for /metrics.
+    package var onEnded: (@Sendable (AuthenticationStatus, TransitionCause) -> Void)?
 
-    package init(store: any AuthenticationStore, deadlines: any DeadlineTracker = NoDeadlineTracking()) {
+    package init(store: any AuthenticationStore, deadlines: any DeadlineTracker = NoDeadlineTracking(),
+                 onEnded: (@Sendable (AuthenticationStatus, TransitionCause) -> Void)? = nil) {
         self.store = store
         self.deadlines = deadlines
+        self.onEnded = onEnded
     }
 
     /// Authenticate: create, or answer a retry with the current status. Idempotent on
@@ -89,6 +94,8 @@ package struct AuthenticationService: Sendable {
         case .created(let record):
             if record.status.state == .pending {
                 deadlines.track(id: record.id, deadlineUnixMilliseconds: record.deadlineUnixMilliseconds)
+            } else {
+                onEnded?(record.status, .noAuthenticator)
             }
             return .status(Self.authenticateStatus(of: record), record: record, created: true)
         case .existing(var record):
@@ -125,6 +132,7 @@ package struct AuthenticationService: Sendable {
                 return .notAnAuthenticator
             case .applied(let ended):
                 deadlines.forget(id: ended.id)
+                onEnded?(ended.status, .decision)
                 return .applied(ended.status)
             case .unchanged(let record):
                 current = record
@@ -161,6 +169,7 @@ package struct AuthenticationService: Sendable {
         switch try await store.transition(request) {
         case .applied(let ended):
             deadlines.forget(id: ended.id)
+            onEnded?(ended.status, .poll)
             return ended
         case .unchanged(let current):
             return current

@@ -12,8 +12,15 @@ package struct PostgresPoolStatistics: Sendable, Equatable, CustomStringConverti
     package var busy: Int
     /// Requests queued for a free thread.
     package var waiting: Int
+    /// Requests that got a connection so far, and their total wait for it (queue time).
+    package var acquired: Int = 0
+    package var acquireWaitSeconds: Double = 0
+    /// Requests that gave up waiting (`.poolTimeout`).
+    package var acquireTimeouts: Int = 0
 
-    package var description: String { "open=\(open) idle=\(idle) busy=\(busy) waiting=\(waiting)" }
+    package var description: String {
+        "open=\(open) idle=\(idle) busy=\(busy) waiting=\(waiting) acquired=\(acquired) timeouts=\(acquireTimeouts)"
+    }
 }
 
 /// A bounded pool of PostgreSQL connections, each owned by its own dedicated thread.
@@ -105,7 +112,9 @@ package final class PostgresPool: Sendable {
     package var statistics: PostgresPoolStatistics {
         state.withLock { state in
             PostgresPoolStatistics(open: state.openConnections, idle: state.parkedWorkers.count,
-                                   busy: state.busyWorkers, waiting: state.queue.count)
+                                   busy: state.busyWorkers, waiting: state.queue.count, acquired: state.acquired,
+                                   acquireWaitSeconds: Double(state.acquireWaitNanoseconds) / 1e9,
+                                   acquireTimeouts: state.acquireTimeouts)
         }
     }
 
@@ -131,6 +140,9 @@ package final class PostgresPool: Sendable {
         var busyWorkers = 0
         var openConnections = 0
         var watcherStarted = false
+        var acquired = 0
+        var acquireWaitNanoseconds: UInt64 = 0
+        var acquireTimeouts = 0
         /// Each worker's open connection's call watch, for the stalled-call watchdog.
         var callWatches: [CallWatch?]
 
@@ -159,6 +171,7 @@ package final class PostgresPool: Sendable {
             if let worker = state.parkedWorkers.popLast() {
                 state.handedOver[worker] = job
                 state.busyWorkers += 1
+                state.acquired += 1
                 return .wake(worker)
             }
             if state.startedWorkers < configuration.poolSize {
@@ -166,6 +179,7 @@ package final class PostgresPool: Sendable {
                 state.startedWorkers += 1
                 state.handedOver[worker] = job
                 state.busyWorkers += 1
+                state.acquired += 1
                 workersRunning.enter()
                 return .start(worker)
             }
@@ -237,6 +251,9 @@ package final class PostgresPool: Sendable {
                         continue
                     }
                     state.busyWorkers += 1
+                    state.acquired += 1
+                    // Every job's deadline is its submission time plus the same timeout.
+                    state.acquireWaitNanoseconds &+= (now &+ configuration.acquireTimeoutNanoseconds) &- job.deadline
                     return .run(job, expired: expired)
                 }
                 if state.closed { return .exit(expired: expired) }
@@ -344,6 +361,7 @@ package final class PostgresPool: Sendable {
 
     private func failTimedOut(_ jobs: [Job]) {
         guard !jobs.isEmpty else { return }
+        state.withLock { $0.acquireTimeouts += jobs.count }
         let error = PostgresError(kind: .poolTimeout, operation: "acquire",
                                   detailMessage: "no connection became free within \(configuration.acquireTimeout)")
         for job in jobs { job.fail(error) }

@@ -8,12 +8,15 @@ package final class APIHandler: HTTPHandler {
     let router: Router
     let logger: Logger
     let tokens: TokenAuthority?
+    /// `api` or `ops`: the `listener` label of the request metrics.
+    let listener: String
 
     /// `tokens` verifies bearer JWTs; without it every route that needs one answers 401.
-    package init(router: Router, logger: Logger, tokens: TokenAuthority?) {
+    package init(router: Router, logger: Logger, tokens: TokenAuthority?, listener: String = "api") {
         self.router = router
         self.logger = logger
         self.tokens = tokens
+        self.listener = listener
     }
 
     package func handle(_ request: HTTPRequest, responder: HTTPResponder) {
@@ -82,6 +85,7 @@ package final class APIHandler: HTTPHandler {
     private func respond(_ response: HTTPResponse, route: String, request: HTTPRequest, logger: Logger,
                          started: Int64, responder: HTTPResponder) {
         let elapsed = MonotonicTime.microseconds() - started
+        Metrics.requestAnswered(listener: listener, route: route, status: response.status, seconds: Double(elapsed) / 1e6)
         let level: Logger.Level = response.status >= 500 ? .warning : .info
         logger.log(level, "request", [
             "method": request.method, "route": route, "status": String(response.status),

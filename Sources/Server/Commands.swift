@@ -132,7 +132,7 @@ package enum Commands {
         let recovery = DeadlineRecovery(pool: pool, scheduler: scheduler, logger: logger.with("component", "recovery"))
 
         let store = PostgresAuthenticationStore(pool: pool)
-        let service = AuthenticationService(store: store, deadlines: scheduler)
+        let service = AuthenticationService(store: store, deadlines: scheduler, onEnded: Metrics.authenticationEnded)
         // The push adapter and its durable outbox (nil: no push; the app lists challenges itself).
         var outbox: PushOutbox?
         if let push = settings.file.push {
@@ -153,10 +153,11 @@ package enum Commands {
                           pushDeliveryDeadlineSeconds: settings.file.push?.deliveryDeadlineSeconds, onCreated: wakeOutbox)
         let app = AppRoutes(service: service, issuers: settings.file.issuers)
         let issuers = settings.file.issuers
-        let notificationMetrics = D1NotificationMetrics()   // for the metrics endpoint, when there is one
+        let notificationMetrics = D1NotificationMetrics()
         let d1Rest = AuthenticatorRoutes(pool: pool, issuers: issuers).routes + ConsumerRoutes(pool: pool, issuers: issuers).routes
             + OTPRoutes(pool: pool, issuers: issuers, settings: settings.file.otp).routes
             + D1NotificationRoutes(pool: pool, service: service, issuers: issuers, metrics: notificationMetrics).routes
+        Metrics.prepare(issuers: settings.file.issuers.keys)
         let api = HTTPServer(
             configuration: httpConfiguration(settings.listen, settings.file.http),
             handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes + app.routes + d1Rest),
@@ -165,8 +166,9 @@ package enum Commands {
         let ops = HTTPServer(
             configuration: httpConfiguration(settings.opsListen, settings.file.http),
             handler: APIHandler(router: Router(HealthRoutes(pool: pool, recovery: recovery, metrics: metrics).routes
-                                                   + OpsRoutes(pool: pool, deadlines: scheduler).routes), logger: logger.with("listener", "ops"),
-                                tokens: tokens),
+                                               + OpsRoutes(pool: pool, deadlines: scheduler).routes
+                                               + MetricsRoutes(pool: pool, deadlines: metrics, outbox: outbox?.metrics).routes),
+                                logger: logger.with("listener", "ops"), tokens: tokens, listener: "ops"),
             log: httpLog(logger))
 
         let apiPort: Int

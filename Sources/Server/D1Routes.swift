@@ -80,6 +80,7 @@ package struct D1Routes: Sendable {
                 return Responses.error(403, "authenticationId already used for another consumer or other details")
             case .status(let status, let record, let created):
                 if created {
+                    Metrics.authenticationCreated(issuerId: issuer.id)
                     logger.info("authentication created", ["status": status, "id": String(record.id)])
                     if record.status.state == .pending { onCreated?() }
                 }

@@ -228,6 +228,7 @@ package final class DeadlineExpirer: Sendable {
                 if rows.string(row, "kind") == "ended" { lateness.append(Int64(ms)) } else { early.append((UInt64(id), Int64(ms))) }
             }
             metrics.recordFired(latenessMilliseconds: lateness)
+            Metrics.authenticationsEnded(.authenticationFailed, cause: .timer, count: lateness.count)
             if let scheduler = scheduler.withLock({ $0 }) {
                 for (id, deadline) in early { scheduler.track(id: id, deadlineUnixMilliseconds: deadline + scheduler.tickMilliseconds) }
             }
@@ -302,6 +303,7 @@ package final class DeadlineSweeper: Sendable {
         }
         if total > 0 {
             metrics.recordSwept(total)
+            Metrics.authenticationsEnded(.authenticationFailed, cause: .sweeper, count: total)
             logger.info("sweeper ended authentications left past their deadline", ["count": String(total)])
         }
         return total

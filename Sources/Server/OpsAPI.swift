@@ -332,6 +332,7 @@ package struct OpsRoutes: Sendable {
             case .expired(let record):
                 if case .object(let object) = record, let id = object["id"]?.int64Value { deadlines.forget(id: UInt64(id)) }
                 audit(context, "expire", "expired", ["issuer_id": ids.0, "authentication_id": ids.1])
+                Metrics.authenticationsEnded(.authenticationFailed, cause: .operator, count: 1)
                 return Responses.json(200, record)
             case .alreadyFinal(let state, let finalReason):
                 audit(context, "expire", "refused: already final", ["issuer_id": ids.0, "authentication_id": ids.1])
@@ -371,6 +372,7 @@ package struct OpsRoutes: Sendable {
                 try OpsQueries.expireAll(issuerId: issuerId, createdBefore: createdBefore, reason: reason, actor: actor, on: $0)
             }
             audit(context, "expire-all", "expired \(count)", ["issuer_id": issuerId, "created_before": createdBefore])
+            Metrics.authenticationsEnded(.authenticationFailed, cause: .operator, count: count)
             return Responses.json(200, [("expired", .number(JSONNumber(count)))])
         } catch {
             return opsFailure(error, context: context, operation: "ops expire-all")

@@ -320,7 +320,10 @@ package final class PushOutbox: Sendable {
         let result = try pool.withConnectionBlocking { connection in
             try PostgresAuthenticationStore.transition(request, on: connection)
         }
-        if case .applied(let record) = result { deadlines.forget(id: record.id) }
+        if case .applied(let record) = result {
+            deadlines.forget(id: record.id)
+            Metrics.authenticationEnded(record.status, cause: .push)
+        }
         try finish(outboxId, "failed", why)
         metrics.record { $0.failed += 1 }
         log.warning("push delivery failed for good; challenge ended as TECHNICAL_ERROR", ["why": why])
