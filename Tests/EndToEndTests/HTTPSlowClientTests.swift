@@ -22,7 +22,7 @@ import Testing
             let head = Array("GET /banking HTTP/1.1\r\nHost: engine\r\nX-Slow: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 400)
             return try SlowResult.drip(head, on: connection, every: 50)
         }
-        let served = try await servedMeanwhile(engine, while: header)
+        let served = try await servedMeanwhile(engine, while: Self.header)
         let result = try await slow
         let elapsed = seconds(ContinuousClock.now - start)
         #expect(result.response?.status == 408)
@@ -44,7 +44,7 @@ import Testing
                                 + "Content-Type: application/json\r\nContent-Length: 300\r\n\r\n{\"authenticationId\"")
             return try SlowResult.waitForAnswer(on: connection)
         }
-        let served = try await servedMeanwhile(engine, while: body)
+        let served = try await servedMeanwhile(engine, while: Self.body)
         let result = try await slow
         let elapsed = seconds(ContinuousClock.now - start)
         #expect(result.response?.status == 408)
@@ -66,7 +66,7 @@ import Testing
             let body = Array(String(repeating: "1\r\na\r\n", count: 200).utf8)
             return try SlowResult.drip(body, on: connection, every: 50)
         }
-        let served = try await servedMeanwhile(engine, while: body)
+        let served = try await servedMeanwhile(engine, while: Self.body)
         let result = try await slow
         let elapsed = seconds(ContinuousClock.now - start)
         #expect(result.response?.status == 408)
@@ -115,7 +115,7 @@ import Testing
             for connection in connections { try connection.send("GET /banking HTTP/1.1\r\nHost: eng") }
             return connections.map { (try? $0.readResponse())??.status }
         }
-        let served = try await servedMeanwhile(engine, while: header)
+        let served = try await servedMeanwhile(engine, while: Self.header)
         let statuses = try await slow
         let elapsed = seconds(ContinuousClock.now - start)
         #expect(statuses.allSatisfy { $0 == 408 }, "\(statuses)")
