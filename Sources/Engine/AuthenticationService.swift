@@ -13,6 +13,12 @@ package enum PollAnswer: Sendable, Hashable {
     case notFound
 }
 
+/// The store answered something its contract rules out. Safe to log.
+package struct StoreStateError: Error, Sendable, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
+}
+
 /// The cardholder's answer, from the bank's app backend.
 package enum CardholderDecision: String, Sendable, Hashable {
     case approve = "APPROVE"
@@ -106,28 +112,29 @@ package struct AuthenticationService: Sendable {
     /// deadline (by the database's clock). Repeating it answers the same; anything else that
     /// finds the challenge ended is refused, logged, and changes nothing.
     package func decide(_ request: DecisionRequest) async throws -> DecisionAnswer {
-        guard let record = try await store.find(issuerId: request.issuerId, authenticationId: request.authenticationId)
-        else { return .notFound }
-        guard try await store.isActiveAuthenticator(issuerId: record.issuerId, consumerId: record.consumerId,
-                                                    appInstanceId: request.appInstanceId)
-        else { return .notAnAuthenticator }
         let target = AuthenticationStateMachine.target(of: request.decision.event)!
         let actor = String((request.actor + "/" + request.appInstanceId).prefix(128))
-        var current = record
-        if record.status.state == .pending {
-            let transition = TransitionRequest(issuerId: record.issuerId, authenticationId: record.authenticationId,
-                                               to: target, cause: .decision, actor: actor, onlyIfBeforeDeadline: true)
-            switch try await store.transition(transition) {
+        var current: AuthenticationRecord?
+        // A store may report a row it saw PENDING and in time but could not change (another
+        // writer got there in between): ask again, boundedly, to get the decided answer.
+        for _ in 0..<3 where current == nil || (current!.status.state == .pending && !current!.isPastDeadline) {
+            switch try await store.applyDecision(request, target: target, actor: actor) {
+            case .notFound:
+                return .notFound
+            case .notAnAuthenticator:
+                return .notAnAuthenticator
             case .applied(let ended):
                 deadlines.forget(id: ended.id)
                 return .applied(ended.status)
-            case .unchanged(let now):
-                current = now
-            case .notFound:
-                return .notFound
+            case .unchanged(let record):
+                current = record
             }
-            // Still PENDING means the deadline passed: end it as expired before answering.
-            current = try await endIfPastDeadline(current)
+        }
+        guard var current else { return .notFound }
+        // Still PENDING means the deadline passed: end it as expired before answering.
+        current = try await endIfPastDeadline(current)
+        guard current.status.state != .pending else {
+            throw StoreStateError("a decision found the authentication still PENDING after retries")
         }
         var machine = AuthenticationStateMachine(status: current.status)
         switch machine.handle(request.decision.event) {

@@ -108,12 +108,23 @@ package protocol AuthenticationStore: Sendable {
     func find(issuerId: String, authenticationId: String) async throws -> AuthenticationRecord?
     /// One compare-and-set from PENDING plus its transition row, atomically.
     func transition(_ request: TransitionRequest) async throws -> TransitionResult
+    /// The cardholder's decision as one compare-and-set from PENDING to `target` that counts
+    /// only before the deadline and only from an active authenticator of the consumer.
+    func applyDecision(_ request: DecisionRequest, target: AuthenticationStatus, actor: String) async throws -> DecisionApplyResult
     /// Whether `appInstanceId` is an active authenticator of the consumer.
     func isActiveAuthenticator(issuerId: String, consumerId: String, appInstanceId: String) async throws -> Bool
     /// Logs an attempt that changed nothing (outcome `refused`), for the audit trail.
     func recordRefused(_ attempt: RefusedAttempt) async throws
     /// The consumer's PENDING challenges whose deadline has not passed, newest first.
     func pendingChallenges(issuerId: String, consumerId: String, limit: Int) async throws -> [AuthenticationRecord]
+}
+
+package enum DecisionApplyResult: Sendable, Hashable {
+    case applied(AuthenticationRecord)
+    /// Not applied (already final, or past the deadline): the record as it is.
+    case unchanged(AuthenticationRecord)
+    case notAnAuthenticator
+    case notFound
 }
 
 /// A transition that was asked for and refused (the authentication had already ended).

@@ -75,6 +75,19 @@ package final class InMemoryAuthenticationStore: AuthenticationStore {
         }
     }
 
+    package func applyDecision(_ request: DecisionRequest, target: AuthenticationStatus, actor: String) async throws -> DecisionApplyResult {
+        guard let record = try await find(issuerId: request.issuerId, authenticationId: request.authenticationId) else { return .notFound }
+        guard try await isActiveAuthenticator(issuerId: record.issuerId, consumerId: record.consumerId,
+                                              appInstanceId: request.appInstanceId) else { return .notAnAuthenticator }
+        let transition = TransitionRequest(issuerId: request.issuerId, authenticationId: request.authenticationId, to: target,
+                                           cause: .decision, actor: actor, onlyIfBeforeDeadline: true)
+        switch try await self.transition(transition) {
+        case .applied(let ended): return .applied(ended)
+        case .unchanged(let current): return .unchanged(current)
+        case .notFound: return .notFound
+        }
+    }
+
     package func isActiveAuthenticator(issuerId: String, consumerId: String, appInstanceId: String) async throws -> Bool {
         // The in-memory twin enrols consumers, not app instances: any instance of an enrolled consumer counts.
         state.withLock { $0.activeAuthenticators.contains(issuerId + "/" + consumerId) }

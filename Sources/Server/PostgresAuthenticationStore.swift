@@ -4,11 +4,44 @@ package import Postgres
 /// The production `AuthenticationStore`: every change is one statement (data-modifying CTEs),
 /// so the row and its transition are written atomically in one round trip, and every
 /// transition is a compare-and-set from PENDING (`... WHERE state = 'PENDING'`).
+///
+/// Under concurrency, creates, reads and decisions are group-committed (`Batcher`): the
+/// requests waiting at the same moment share one multi-row statement. Final states, which never
+/// change, are answered from `finalStates` once read.
 package struct PostgresAuthenticationStore: AuthenticationStore {
     package let pool: PostgresPool
+    package let finalStates: FinalStateCache
+    private let creates: Batcher<NewAuthentication, CreateResult>
+    private let finds: Batcher<FindKey, AuthenticationRecord?>
+    private let decisions: Batcher<DecisionInput, DecisionApplyResult>
 
-    package init(pool: PostgresPool) {
+    struct FindKey: Sendable, Hashable {
+        var issuerId: String
+        var authenticationId: String
+    }
+
+    struct DecisionInput: Sendable {
+        var request: DecisionRequest
+        var target: AuthenticationStatus
+        var actor: String
+    }
+
+    /// `maxInFlight` statements of each kind at once, each carrying up to `maxBatch` requests.
+    package init(pool: PostgresPool, maxInFlight: Int = 4, maxBatch: Int = 256, finalStateCacheSize: Int = 200_000) {
         self.pool = pool
+        let cache = FinalStateCache(capacity: finalStateCacheSize)
+        finalStates = cache
+        creates = Batcher(pool: pool, maxInFlight: maxInFlight, maxBatch: maxBatch,
+                          key: { $0.issuerId + "/" + $0.request.authenticationId }) { items, connection in
+            try Self.createBatch(items, on: connection, cache: cache)
+        }
+        finds = Batcher(pool: pool, maxInFlight: maxInFlight, maxBatch: maxBatch) { items, connection in
+            try Self.findBatch(items, on: connection, cache: cache)
+        }
+        decisions = Batcher(pool: pool, maxInFlight: maxInFlight, maxBatch: maxBatch,
+                            key: { $0.request.issuerId + "/" + $0.request.authenticationId }) { items, connection in
+            try Self.decideBatch(items, on: connection, cache: cache)
+        }
     }
 
     static let columns = """
@@ -20,7 +53,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
 
     /// Inserts PENDING (or TECHNICAL_ERROR when the consumer has no active authenticator) with
     /// its creation transition. `on conflict do nothing` leaves an existing row untouched.
-    static let insert = PostgresStatement("authentication_insert", """
+    package static let insert = PostgresStatement("authentication_insert", """
         with enrolled as (
             select exists (select 1 from authenticators
                            where issuer_id = $1 and consumer_id = $3 and active) as yes
@@ -46,7 +79,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
         select \(columns) from inserted
         """)
 
-    static let select = PostgresStatement("authentication_select", """
+    package static let select = PostgresStatement("authentication_select", """
         select \(columns) from authentications where issuer_id = $1 and authentication_id = $2
         """)
 
@@ -67,36 +100,117 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
         """)
 
     package func create(_ new: NewAuthentication) async throws -> CreateResult {
+        try await creates.submit(new)
+    }
+
+    package func find(issuerId: String, authenticationId: String) async throws -> AuthenticationRecord? {
+        if let final = finalStates.get(issuerId: issuerId, authenticationId: authenticationId) { return final }
+        return try await finds.submit(FindKey(issuerId: issuerId, authenticationId: authenticationId))
+    }
+
+    package func applyDecision(_ request: DecisionRequest, target: AuthenticationStatus, actor: String) async throws -> DecisionApplyResult {
+        try await decisions.submit(DecisionInput(request: request, target: target, actor: actor))
+    }
+
+    /// One statement for many creates; what neither got inserted nor was visible (a concurrent
+    /// insert committed after the statement's snapshot) is retried one by one.
+    static func createBatch(_ items: [NewAuthentication], on connection: PostgresConnection,
+                            cache: FinalStateCache) throws -> [Result<CreateResult, any Error>] {
+        func column(_ value: (NewAuthentication) -> String?) -> String? { PostgresArray.text(items.map(value)) }
+        let parameters: [String?] = [
+            column { $0.issuerId }, column { $0.request.authenticationId }, column { $0.consumerId },
+            column { $0.request.cardId }, column { $0.request.panSuffix }, column { $0.request.acsTransactionId },
+            column { $0.request.merchantName }, column { $0.request.amount }, column { $0.request.currencyCode },
+            PostgresArray.integers(items.map { $0.challengeTTLSeconds }), column { $0.actor },
+            PostgresArray.integers(items.map { $0.pushDeliveryDeadlineSeconds }),
+        ]
+        let rows = try connection.execute(BatchedStatements.insert, parameters)
+        var found: [String: CreateResult] = [:]
+        for row in 0..<rows.count {
+            let record = try Self.record(rows, row)
+            cache.remember(record)
+            found[record.issuerId + "/" + record.authenticationId] = rows.string(row, "kind") == "inserted"
+                ? .created(record) : .existing(record)
+        }
+        return items.map { item in
+            if let result = found[item.issuerId + "/" + item.request.authenticationId] { return .success(result) }
+            return Result { try createOne(item, on: connection) }
+        }
+    }
+
+    static func createOne(_ new: NewAuthentication, on connection: PostgresConnection) throws -> CreateResult {
         let request = new.request
         let parameters: [String?] = [
             new.issuerId, request.authenticationId, new.consumerId, request.cardId, request.panSuffix,
             request.acsTransactionId, request.merchantName, request.amount, request.currencyCode,
             String(new.challengeTTLSeconds), new.actor, new.pushDeliveryDeadlineSeconds.map(String.init),
         ]
-        return try await pool.withConnection { connection in
+        // A new statement is a new snapshot: it sees the concurrent winner, or inserts.
+        for _ in 0..<3 {
+            let existing = try connection.execute(Self.select, [new.issuerId, request.authenticationId])
+            if existing.count == 1 { return .existing(try Self.record(existing, 0)) }
             let inserted = try connection.execute(Self.insert, parameters)
             if inserted.count == 1 { return .created(try Self.record(inserted, 0)) }
-            // It existed. A concurrent insert committed after this statement's snapshot is not
-            // visible to it, so read again in a new statement (new snapshot) to see the winner.
-            for _ in 0..<3 {
-                let existing = try connection.execute(Self.select, [new.issuerId, request.authenticationId])
-                if existing.count == 1 { return .existing(try Self.record(existing, 0)) }
-                let retried = try connection.execute(Self.insert, parameters)
-                if retried.count == 1 { return .created(try Self.record(retried, 0)) }
-            }
-            throw StoreError.inconsistent("authentication neither inserted nor found")
         }
+        throw StoreError.inconsistent("authentication neither inserted nor found")
     }
 
-    package func find(issuerId: String, authenticationId: String) async throws -> AuthenticationRecord? {
-        try await pool.withConnection { connection in
-            let rows = try connection.execute(Self.select, [issuerId, authenticationId])
-            return rows.count == 1 ? try Self.record(rows, 0) : nil
+    static func findBatch(_ keys: [FindKey], on connection: PostgresConnection,
+                          cache: FinalStateCache) throws -> [Result<AuthenticationRecord?, any Error>] {
+        let rows = try connection.execute(BatchedStatements.find, [PostgresArray.text(keys.map(\.issuerId)),
+                                                                   PostgresArray.text(keys.map(\.authenticationId))])
+        var found: [FindKey: AuthenticationRecord] = [:]
+        for row in 0..<rows.count {
+            let record = try Self.record(rows, row)
+            cache.remember(record)
+            found[FindKey(issuerId: record.issuerId, authenticationId: record.authenticationId)] = record
         }
+        return keys.map { .success(found[$0]) }
+    }
+
+    static func decideBatch(_ items: [DecisionInput], on connection: PostgresConnection,
+                            cache: FinalStateCache) throws -> [Result<DecisionApplyResult, any Error>] {
+        let parameters: [String?] = [
+            PostgresArray.text(items.map { $0.request.issuerId }), PostgresArray.text(items.map { $0.request.authenticationId }),
+            PostgresArray.text(items.map { $0.request.appInstanceId }), PostgresArray.text(items.map { $0.target.state.rawValue }),
+            PostgresArray.text(items.map { $0.target.reason }), PostgresArray.text(items.map { $0.actor }),
+        ]
+        let rows = try connection.execute(BatchedStatements.decide, parameters)
+        var found: [String: DecisionApplyResult] = [:]
+        var stale: [FindKey] = []
+        for row in 0..<rows.count {
+            let record = try Self.record(rows, row)
+            cache.remember(record)
+            let key = record.issuerId + "/" + record.authenticationId
+            if rows.string(row, "kind") == "applied" {
+                found[key] = .applied(record)
+            } else if rows.bool(row, "allowed") != true {
+                found[key] = .notAnAuthenticator
+            } else {
+                found[key] = .unchanged(record)
+                // PENDING and in time, yet not updated: another transaction ended it after this
+                // statement's snapshot was taken (the update waited for it, then found it final).
+                if record.status.state == .pending && !record.isPastDeadline {
+                    stale.append(FindKey(issuerId: record.issuerId, authenticationId: record.authenticationId))
+                }
+            }
+        }
+        if !stale.isEmpty {
+            // A new statement is a new snapshot: it sees what the other transaction committed.
+            for case .success(let fresh?) in try findBatch(stale, on: connection, cache: cache) {
+                found[fresh.issuerId + "/" + fresh.authenticationId] = .unchanged(fresh)
+            }
+        }
+        return items.map { .success(found[$0.request.issuerId + "/" + $0.request.authenticationId] ?? .notFound) }
     }
 
     package func transition(_ request: TransitionRequest) async throws -> TransitionResult {
-        try await pool.withConnection { connection in try Self.transition(request, on: connection) }
+        let result = try await pool.withConnection { connection in try Self.transition(request, on: connection) }
+        switch result {
+        case .applied(let record), .unchanged(let record): finalStates.remember(record)
+        case .notFound: break
+        }
+        return result
     }
 
     /// The compare-and-set on a connection the caller holds (background workers on their own

@@ -4,6 +4,7 @@
 import Crypto
 import Engine
 import Foundation
+import HTTP
 import JSON
 import Postgres
 import Server
@@ -157,6 +158,40 @@ func benchTimerWheel() {
     record("timerwheel.expiry catch-up", 1e9 / catchUp, "expired/s", target: "≥ 30,000/s")
 }
 
+// MARK: - HTTP parsing and JSON decoding
+
+let authenticateBody = Array("""
+    {"authenticationId":"acs-0001-abcdef","operation":"3DS_CHALLENGE_OOB_ISSUER",\
+    "details":{"cardId":"card-1","panSuffix":"1234","acsTransactionId":"acs-0001-abcdef",\
+    "purchase":{"merchantName":"Books & Co","amount":"78999","currencyCode":"EUR"}}}
+    """.utf8)
+
+func benchHTTPParsing() {
+    let head = "POST /banking/d1/v1/issuers/ISSUER0001/consumers/demo-consumer/authentication HTTP/1.1\r\n"
+        + "Host: 127.0.0.1:8080\r\nAuthorization: Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImsxIn0.e30.c2ln\r\n"
+        + "Content-Type: application/json\r\nx-correlation-id: demo-1\r\nContent-Length: \(authenticateBody.count)\r\n\r\n"
+    let bytes = Array(head.utf8) + authenticateBody
+    let count = 200_000
+    let perRequest = measure(operations: count) {
+        var parser = HTTPRequestParser()
+        for _ in 0..<count {
+            parser.append(bytes)
+            guard case .request(let request, _) = parser.next() else { fatalError("parse failed") }
+            blackHole(request)
+        }
+    }
+    record("http.parse authenticate request (\(bytes.count) B)", perRequest, "ns/op")
+}
+
+func benchJSONDecoding() throws {
+    let count = 200_000
+    let perBody = measure(operations: count) {
+        for _ in 0..<count { blackHole(try? AuthenticateRequest.decode(authenticateBody)) }
+    }
+    _ = try AuthenticateRequest.decode(authenticateBody)
+    record("json.decode Authenticate body (\(authenticateBody.count) B)", perBody, "ns/op")
+}
+
 // MARK: - Database
 
 /// Start-up recovery of 1,000,000 PENDING authentications through the engine's own code.
@@ -197,12 +232,26 @@ func benchRecovery(url: String) throws {
 // MARK: - Main
 
 let arguments = CommandLine.arguments.dropFirst()
+
+// `oob-bench sql`: the engine's own statements, for scripts/bench's pgbench reference, so the
+// reference runs exactly the SQL the engine runs.
+if arguments.first == "sql" {
+    let statements = JSONValue.object(JSONObject([
+        ("authenticate", .string(PostgresAuthenticationStore.insert.sql)),
+        ("poll", .string(PostgresAuthenticationStore.select.sql)),
+        ("decision", .string(BatchedStatements.decide.sql)),
+    ]))
+    print(statements.serializedString())
+    exit(0)
+}
 let only = Set(arguments.filter { !$0.hasPrefix("--") })
 func wanted(_ name: String) -> Bool { only.isEmpty || only.contains(name) }
 
 do {
     if wanted("jwt") || wanted("jwt-verify-only") { try benchJWT() }
     if wanted("timer") { benchTimerWheel() }
+    if wanted("http") { benchHTTPParsing() }
+    if wanted("json") { try benchJSONDecoding() }
     if wanted("recovery") {
         if let url = ProcessInfo.processInfo.environment["DATABASE_URL"] {
             try benchRecovery(url: url)

@@ -1,0 +1,146 @@
+package import Engine
+package import Postgres
+import Synchronization
+
+/// Text-format PostgreSQL array literals for `unnest($n::text[])` parameters: every element is
+/// double-quoted with `\` and `"` escaped, NULL stays unquoted.
+package enum PostgresArray {
+    package static func text(_ values: [String?]) -> String {
+        var out = "{"
+        out.reserveCapacity(values.count * 16)
+        for (index, value) in values.enumerated() {
+            if index > 0 { out += "," }
+            guard let value else { out += "NULL"; continue }
+            out += "\""
+            for character in value.unicodeScalars {
+                if character == "\\" || character == "\"" { out += "\\" }
+                out.unicodeScalars.append(character)
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+
+    package static func integers(_ values: [Int?]) -> String {
+        "{" + values.map { $0.map(String.init) ?? "NULL" }.joined(separator: ",") + "}"
+    }
+}
+
+/// Final states never change (the database refuses it), so once read they can be answered
+/// from memory on any instance. PENDING is never cached: a decision made on another instance
+/// is visible to the next poll. Bounded; the oldest entries go first.
+package final class FinalStateCache: Sendable {
+    private struct State {
+        var records: [String: AuthenticationRecord] = [:]
+        var order: [String] = []
+        var head = 0
+    }
+
+    private let capacity: Int
+    private let state = Mutex(State())
+
+    package init(capacity: Int = 200_000) {
+        self.capacity = max(1, capacity)
+    }
+
+    static func key(_ issuerId: String, _ authenticationId: String) -> String { issuerId + "/" + authenticationId }
+
+    package func get(issuerId: String, authenticationId: String) -> AuthenticationRecord? {
+        state.withLock { $0.records[Self.key(issuerId, authenticationId)] }
+    }
+
+    package func remember(_ record: AuthenticationRecord) {
+        guard record.status.state != .pending else { return }
+        let key = Self.key(record.issuerId, record.authenticationId)
+        state.withLock { state in
+            guard state.records.updateValue(record, forKey: key) == nil else { return }
+            state.order.append(key)
+            if state.records.count > capacity {
+                state.records[state.order[state.head]] = nil
+                state.head += 1
+                if state.head > capacity {
+                    state.order.removeFirst(state.head)
+                    state.head = 0
+                }
+            }
+        }
+    }
+
+    package var count: Int { state.withLock { $0.records.count } }
+}
+
+/// The multi-row statements behind `PostgresAuthenticationStore`'s group commit.
+package enum BatchedStatements {
+    /// Many Authenticates in one statement: inserts (with creation transitions and queued
+    /// pushes) what is new, and returns, in the same snapshot, what existed already.
+    static let insert = PostgresStatement("authentication_insert_batch", """
+        with input as (
+            select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                 $8::text[], $9::text[], $10::int[], $11::text[], $12::int[])
+                as t(issuer_id, authentication_id, consumer_id, card_id, pan_suffix, acs_transaction_id, merchant_name,
+                     amount, currency_code, ttl, actor, push_seconds)
+        ), enrolled as (
+            select i.*, exists (select 1 from authenticators au
+                                where au.issuer_id = i.issuer_id and au.consumer_id = i.consumer_id and au.active) as yes
+            from input i
+        ), inserted as (
+            insert into authentications (issuer_id, authentication_id, consumer_id, card_id, pan_suffix,
+                                         acs_transaction_id, merchant_name, amount, currency_code, state, reason, deadline)
+            select issuer_id, authentication_id, consumer_id, card_id, pan_suffix, acs_transaction_id, merchant_name,
+                   amount, currency_code,
+                   case when yes then 'PENDING' else 'TECHNICAL_ERROR' end,
+                   case when yes then null else '\(AuthenticationReason.noAuthenticator)' end,
+                   now() + make_interval(secs => ttl)
+            from enrolled
+            on conflict (issuer_id, authentication_id) do nothing
+            returning *
+        ), logged as (
+            insert into transitions (authentication_id, from_state, to_state, cause, actor)
+            select n.id, null, n.state, case when n.state = 'PENDING' then 'create' else 'no-authenticator' end, e.actor
+            from inserted n join enrolled e using (issuer_id, authentication_id)
+        ), queued as (
+            insert into outbox (authentication_id, kind, delivery_deadline)
+            select n.id, 'push', least(n.deadline, now() + make_interval(secs => e.push_seconds))
+            from inserted n join enrolled e using (issuer_id, authentication_id)
+            where n.state = 'PENDING' and e.push_seconds is not null
+        )
+        select 'inserted' as kind, \(PostgresAuthenticationStore.columns) from inserted
+        union all
+        select 'existing', \(PostgresAuthenticationStore.columns) from authentications
+        where (issuer_id, authentication_id) in (select issuer_id, authentication_id from input)
+        """)
+
+    static let find = PostgresStatement("authentication_find_batch", """
+        select \(PostgresAuthenticationStore.columns) from authentications
+        where (issuer_id, authentication_id) in (select * from unnest($1::text[], $2::text[]))
+        """)
+
+    /// Many cardholder decisions in one statement: each is a compare-and-set from PENDING that
+    /// counts only before the deadline and only from an active authenticator of the consumer.
+    /// Returns the updated row (`applied`) or the row as it is (`current`) per decision found.
+    package static let decide = PostgresStatement("authentication_decide_batch", """
+        with input as (
+            select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                as t(issuer_id, authentication_id, app_instance_id, to_state, to_reason, actor)
+        ), target as (
+            select i.*, a.id as row_id,
+                   exists (select 1 from authenticators au
+                           where au.issuer_id = a.issuer_id and au.consumer_id = a.consumer_id
+                             and au.app_instance_id = i.app_instance_id and au.active) as allowed
+            from input i join authentications a using (issuer_id, authentication_id)
+        ), updated as (
+            update authentications a set state = t.to_state, reason = t.to_reason
+            from target t
+            where a.id = t.row_id and t.allowed and a.state = 'PENDING' and a.deadline > now()
+            returning a.*
+        ), logged as (
+            insert into transitions (authentication_id, from_state, to_state, cause, actor)
+            select u.id, 'PENDING', u.state, 'decision', t.actor from updated u join target t on t.row_id = u.id
+        )
+        select 'applied' as kind, true as allowed, \(PostgresAuthenticationStore.columns) from updated
+        union all
+        select 'current', allowed, \(PostgresAuthenticationStore.columns)
+        from (select a.*, t.allowed from target t join authentications a on a.id = t.row_id
+              where t.row_id not in (select id from updated)) current_rows
+        """)
+}

@@ -1,0 +1,115 @@
+package import Postgres
+import Synchronization
+
+/// Application-level group commit: concurrent requests for the same kind of write are combined
+/// into one multi-row statement (one round trip, one commit), and nobody is answered before
+/// that statement has committed. With one request at a time it degenerates to one statement
+/// per request; under load, batches form naturally while earlier ones are in flight (no timer,
+/// no added latency).
+///
+/// Up to `maxInFlight` drainers each hold a pool connection and take up to `maxBatch` queued
+/// items per statement until the queue is empty. Items with the same `key` never share a batch
+/// (the later one waits for the next), so one statement never carries two changes to one row.
+package final class Batcher<Item: Sendable, Output: Sendable>: Sendable {
+    package typealias Run = @Sendable ([Item], PostgresConnection) throws -> [Result<Output, any Error>]
+
+    private struct Waiter {
+        var item: Item
+        var key: String?
+        var continuation: CheckedContinuation<Output, any Error>
+    }
+
+    private struct State {
+        var queue: [Waiter] = []
+        var inFlight = 0
+    }
+
+    private let pool: PostgresPool
+    private let maxInFlight: Int
+    private let maxBatch: Int
+    private let key: (@Sendable (Item) -> String)?
+    private let run: Run
+    private let state = Mutex(State())
+
+    package init(pool: PostgresPool, maxInFlight: Int, maxBatch: Int, key: (@Sendable (Item) -> String)? = nil,
+                 run: @escaping Run) {
+        self.pool = pool
+        self.maxInFlight = max(1, maxInFlight)
+        self.maxBatch = max(1, maxBatch)
+        self.key = key
+        self.run = run
+    }
+
+    package func submit(_ item: Item) async throws -> Output {
+        let itemKey = key?(item)
+        return try await withCheckedThrowingContinuation { continuation in
+            let launch = state.withLock { state -> Bool in
+                state.queue.append(Waiter(item: item, key: itemKey, continuation: continuation))
+                guard state.inFlight < maxInFlight else { return false }
+                state.inFlight += 1
+                return true
+            }
+            if launch { startDrainer() }
+        }
+    }
+
+    private func startDrainer() {
+        Task.detached { [self] in
+            do {
+                try await pool.withConnection { connection in self.drain(connection) }
+            } catch {
+                // No connection (database down, pool saturated): everyone waiting gets the error
+                // now rather than a hang; the next submit starts afresh.
+                let waiting = state.withLock { state -> [Waiter] in
+                    state.inFlight -= 1
+                    guard state.inFlight == 0 else { return [] }
+                    defer { state.queue.removeAll() }
+                    return state.queue
+                }
+                for waiter in waiting { waiter.continuation.resume(throwing: error) }
+            }
+        }
+    }
+
+    /// Takes the next batch, or ends this drainer when nothing is queued.
+    private func nextBatch() -> [Waiter]? {
+        state.withLock { state -> [Waiter]? in
+            guard !state.queue.isEmpty else {
+                state.inFlight -= 1
+                return nil
+            }
+            var batch: [Waiter] = []
+            var keys = Set<String>()
+            var deferred: [Waiter] = []
+            var taken = 0
+            for waiter in state.queue {
+                if batch.count == maxBatch {
+                    deferred.append(waiter)
+                } else if let key = waiter.key, !keys.insert(key).inserted {
+                    deferred.append(waiter)
+                } else {
+                    batch.append(waiter)
+                }
+                taken += 1
+            }
+            state.queue = deferred
+            return batch
+        }
+    }
+
+    private func drain(_ connection: PostgresConnection) {
+        while let batch = nextBatch() {
+            do {
+                let results = try run(batch.map(\.item), connection)
+                for (waiter, result) in zip(batch, results) { waiter.continuation.resume(with: result) }
+                if results.count < batch.count {
+                    for waiter in batch[results.count...] {
+                        waiter.continuation.resume(throwing: StoreError.inconsistent("batch answered fewer items"))
+                    }
+                }
+            } catch {
+                for waiter in batch { waiter.continuation.resume(throwing: error) }
+            }
+        }
+    }
+}

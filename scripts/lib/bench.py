@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""scripts/bench's load part: the engine under wrk next to pgbench on the same server and
+schema, in one run. Called by scripts/bench with DATABASE_URL, PG_BINDIR, the release
+binaries and the output path; prints one table and writes bench/results.json."""
+import base64, json, os, re, socket, subprocess, sys, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENGINE = os.environ["OOB_ENGINE_BINARY"]
+BENCH = os.environ["OOB_BENCH_BINARY"]
+DATABASE_URL = os.environ["DATABASE_URL"]
+PG_BINDIR = os.environ["PG_BINDIR"]
+SECONDS = int(os.environ.get("OOB_BENCH_SECONDS", "8"))
+LEVELS = [int(x) for x in os.environ.get("OOB_BENCH_LEVELS", "1,16,64").split(",")]
+ISSUER = "BENCH00001"
+SECRET = "bench-secret-0123456789"
+KEY = base64.b64encode(b"bench-signing-key-0123456789-abcdefghij").decode()
+
+
+def log(message):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), message), file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def psql(sql):
+    out = subprocess.run([os.path.join(PG_BINDIR, "psql"), DATABASE_URL, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Engine:
+    def __init__(self):
+        self.api, self.ops = free_port(), free_port()
+        config = {
+            "issuers": [{"id": ISSUER, "challengeTTLSeconds": 3600}],
+            "authenticators": [{"issuerId": ISSUER, "consumerId": "bench-consumer", "appInstanceId": "bench-app",
+                                "authnType": "BIOMETRIC"}],
+            "clients": [{"id": "d1", "secret": SECRET, "scopes": ["d1"], "issuers": [ISSUER]},
+                        {"id": "app", "secret": SECRET, "scopes": ["app"], "issuers": [ISSUER]}],
+            "signingKeys": [{"kid": "bench", "alg": "HS256", "secret": KEY}],
+            "database": {"poolSize": 16},
+            "http": {"maxConnections": 10000, "maxInFlightRequests": 8192},
+        }
+        self.config_path = os.path.join(ROOT, ".tmp", "bench-config.json")
+        with open(self.config_path, "w") as f:
+            json.dump(config, f)
+        env = dict(os.environ, OOB_CONFIG=self.config_path, OOB_LISTEN="127.0.0.1:%d" % self.api,
+                   OOB_OPS_LISTEN="127.0.0.1:%d" % self.ops, OOB_LOG_LEVEL="warning", OOB_EXIT_ON_STDIN_EOF="1")
+        self.log = open(os.path.join(ROOT, ".tmp", "bench-engine.log"), "a")
+        self.process = subprocess.Popen([ENGINE, "serve"], env=env, stdin=subprocess.PIPE, stdout=self.log, stderr=self.log)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/health/ready" % self.ops, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                time.sleep(0.1)
+        raise SystemExit("the engine did not become ready (see .tmp/bench-engine.log)")
+
+    def token(self, client):
+        request = urllib.request.Request("http://127.0.0.1:%d/authz/d1/v1/oauth2/token" % self.api,
+                                         data=b"grant_type=client_credentials", method="POST")
+        request.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % (client, SECRET)).encode()).decode())
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return json.load(r)["access_token"]
+
+    def stop(self):
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def seed_pending(prefix, count, state="PENDING"):
+    reason = "NULL" if state in ("PENDING", "AUTHENTICATED") else "'expired'"
+    psql("""insert into authentications (issuer_id, authentication_id, consumer_id, card_id, pan_suffix, acs_transaction_id,
+                                         merchant_name, amount, currency_code, state, reason, deadline)
+            select '%s', '%s' || g, 'bench-consumer', 'card-1', '1234', '%s' || g, 'Books & Co', '78999', 'EUR', '%s', %s,
+                   now() + interval '1 hour'
+            from generate_series(1, %d) g on conflict do nothing""" % (ISSUER, prefix, prefix, state, reason, count))
+
+
+def wrk(script, url, connections, args):
+    threads = max(1, min(2, connections))
+    command = ["wrk", "-t%d" % threads, "-c%d" % connections, "-d%ds" % SECONDS, "--latency", "--timeout", "5s"]
+    if script:
+        command += ["-s", os.path.join(ROOT, "bench", "wrk", script), url, "--"] + args
+    else:
+        command += [url]
+    out = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OOB_WRK_DIR=os.path.join(ROOT, "bench", "wrk")))
+    text = out.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    def latency(p):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, text, re.M)
+        if not m:
+            return None
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    return {"rps": rps, "p50_ms": latency(50), "p99_ms": latency(99), "errors": errors, "threads": threads}
+
+
+def pgbench(files, connections):
+    command = [os.path.join(PG_BINDIR, "pgbench"), "-n", "-M", "prepared", "-c", str(connections),
+               "-j", str(max(1, min(2, connections))), "-T", str(SECONDS), "-r"]
+    for f in files:
+        command += ["-f", f]
+    out = subprocess.run(command + [DATABASE_URL], capture_output=True, text=True)
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout)
+    if not m:
+        raise SystemExit("pgbench failed:\n" + out.stdout + out.stderr)
+    latency = re.search(r"latency average = ([\d.]+) ms", out.stdout)
+    return {"tps": float(m.group(1)), "latency_avg_ms": float(latency.group(1)) if latency else None}
+
+
+def pgbench_scripts():
+    """The engine's own statements (from `oob-bench sql`), one transaction per request."""
+    sql = json.loads(subprocess.run([BENCH, "sql"], capture_output=True, text=True, check=True).stdout)
+    directory = os.path.join(ROOT, ".tmp", "pgbench")
+    os.makedirs(directory, exist_ok=True)
+    def substitute(text, values):
+        for index in sorted(values, reverse=True):
+            text = text.replace("$%d" % index, values[index])
+        return text.strip() + ";\n"
+    authenticate = "\\set r random(1, 9000000000000000)\n" + substitute(sql["authenticate"], {
+        1: "'%s'" % ISSUER, 2: "('pgb-' || :r)", 3: "'bench-consumer'", 4: "'card-1'", 5: "'1234'", 6: "('pgb-' || :r)",
+        7: "'Books & Co'", 8: "'78999'", 9: "'EUR'", 10: "'3600'", 11: "'d1'", 12: "NULL"})
+    poll = "\\set n random(1, 20000)\n" + substitute(sql["poll"], {1: "'%s'" % ISSUER, 2: "('poll-' || :n)"})
+    decision = "\\set n random(1, 300000)\n" + substitute(sql["decision"], {
+        1: "array['%s']" % ISSUER, 2: "array['pgd-' || :n]", 3: "array['bench-app']", 4: "array['AUTHENTICATED']",
+        5: "array[null]::text[]", 6: "array['app/bench-app']"})
+    paths = {}
+    for name, text in [("authenticate", authenticate), ("poll", poll), ("decision", decision)]:
+        paths[name] = os.path.join(directory, name + ".sql")
+        with open(paths[name], "w") as f:
+            f.write(text)
+    return paths
+
+
+def main():
+    output = sys.argv[1]
+    micro = json.load(open(sys.argv[2])) if len(sys.argv) > 2 and os.path.exists(sys.argv[2]) else {}
+    results = {"micro": micro.get("benchmarks", []),"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds_per_run": SECONDS,
+               "machine": "%d cores, %s" % (os.cpu_count(), open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")),
+               "load": {}, "memory_mib": {}}
+    scripts = pgbench_scripts()
+    psql("delete from outbox; alter table authentications disable trigger user; alter table transitions disable trigger user;"
+         " delete from transitions; delete from authentications; alter table authentications enable trigger user;"
+         " alter table transitions enable trigger user")
+
+    # Memory: idle, then with 100,000 PENDING loaded at start-up.
+    engine = Engine()
+    time.sleep(1)
+    results["memory_mib"]["idle"] = round(rss_kib(engine.process.pid) / 1024, 1)
+    engine.stop()
+    seed_pending("mem-", 100000)
+    engine = Engine()
+    results["memory_mib"]["100k_pending"] = round(rss_kib(engine.process.pid) / 1024, 1)
+    # 2,000 open keep-alive connections, each having made one request.
+    sockets = []
+    for _ in range(2000):
+        s = socket.create_connection(("127.0.0.1", engine.ops))
+        s.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        sockets.append(s)
+    for s in sockets:
+        s.recv(4096)
+    time.sleep(0.5)
+    results["memory_mib"]["2000_connections"] = round(rss_kib(engine.process.pid) / 1024, 1)
+    for s in sockets:
+        s.close()
+    log("memory: %s" % results["memory_mib"])
+
+    d1, app = engine.token("d1"), engine.token("app")
+    api = "http://127.0.0.1:%d" % engine.api
+    results["http_trivial_route"] = wrk(None, "http://127.0.0.1:%d/health/live" % engine.ops, 64, [])
+    log("HTTP layer, trivial route: %.0f requests/s" % results["http_trivial_route"]["rps"])
+
+    # Poll targets: 10,000 PENDING and 10,000 final.
+    seed_pending("poll-", 10000)
+    psql("""insert into authentications (issuer_id, authentication_id, consumer_id, state, reason, deadline)
+            select '%s', 'poll-' || g, 'bench-consumer', 'AUTHENTICATION_FAILED', 'expired', now()
+            from generate_series(10001, 20000) g on conflict do nothing""" % ISSUER)
+    seed_pending("pgd-", 300000)
+    psql("vacuum analyze authentications; vacuum analyze transitions; checkpoint")
+
+    run = 0
+    for scenario in ["authenticate", "poll", "decision", "mix"]:
+        for level in LEVELS:
+            run += 1
+            prefix = "r%d%s" % (run, scenario[:1])
+            if scenario == "mix":
+                reference = pgbench([scripts["authenticate"] + "@1", scripts["poll"] + "@5", scripts["decision"] + "@1"], level)
+            else:
+                reference = pgbench([scripts[scenario]], level)
+            if scenario in ("decision", "mix"):
+                seed_pending(prefix + "-", 400000 if scenario == "decision" else 100000)
+            psql("checkpoint")
+            threads = max(1, min(2, level))
+            measured = wrk(scenario + ".lua", api, level, [prefix, d1, ISSUER, "bench-consumer", str(threads), "20000", app])
+            ratio = measured["rps"] / reference["tps"] if reference["tps"] else None
+            results["load"]["%s@%d" % (scenario, level)] = {"engine": measured, "pgbench": reference, "ratio": ratio}
+            log("%-12s c=%-3d engine %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d | pgbench %8.0f/s | ratio %.2f" % (
+                scenario, level, measured["rps"], measured["p50_ms"] or 0, measured["p99_ms"] or 0, measured["errors"],
+                reference["tps"], ratio or 0))
+    engine.stop()
+
+    with open(output, "w") as f:
+        json.dump(results, f, indent=2)
+    print()
+    print("%-14s %5s %12s %9s %9s %12s %7s" % ("scenario", "conns", "engine/s", "p50 ms", "p99 ms", "pgbench/s", "ratio"))
+    for key, value in results["load"].items():
+        scenario, level = key.split("@")
+        e = value["engine"]
+        print("%-14s %5s %12.0f %9.2f %9.2f %12.0f %7.2f" % (scenario, level, e["rps"], e["p50_ms"] or 0, e["p99_ms"] or 0,
+                                                            value["pgbench"]["tps"], value["ratio"] or 0))
+    print("HTTP trivial route (64 connections): %.0f requests/s" % results["http_trivial_route"]["rps"])
+    for item in results["micro"]:
+        print("%-44s %10.2f %s" % (item["name"], item["value"], item["unit"]))
+    print("RSS: idle %(idle)s MiB, 100,000 PENDING %(100k_pending)s MiB, 2,000 connections %(2000_connections)s MiB" % results["memory_mib"])
+
+
+if __name__ == "__main__":
+    main()
