@@ -26,7 +26,7 @@ public func httpParserFuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         index += step
         pieceEvents += drain(&pieces, limits: limits)
         // After a failure the parser repeats it; the connection would be closed by now.
-        if pieceEvents.last?.hasPrefix("failure") == true { break }
+        if pieceEvents.last?.hasPrefix("failure ") == true { break }
     }
     // 100-continue is only reported when the body has not arrived yet: a timing signal, not framing.
     let framing = { (events: [String]) in events.filter { $0 != "continue" } }
@@ -44,7 +44,7 @@ private func drain(_ parser: inout HTTPRequestParser, limits: HTTPParserLimits) 
             events.append("continue")
         case .request(let request, let keepAlive):
             precondition(request.body.count <= limits.maxBodyBytes, "body over the limit")
-            events.append("\(request.method) \(request.path) \(request.query ?? "-") \(request.version) \(request.headers.count) \(request.body) \(keepAlive)")
+            events.append("request \(request.method) \(request.path) \(request.query ?? "-") \(request.version) \(request.headers.count) \(request.body) \(keepAlive)")
         case .failure(let error):
             precondition((400...599).contains(error.status), "failure status \(error.status)")
             events.append("failure \(error.status)")

@@ -7,7 +7,9 @@ import Testing
 /// gets `Connection: close` and the server closes without answering anything sent after it; a
 /// served one leaves the connection usable (the next request on it is answered). Cases that hide a
 /// second request (smuggling) also prove through the database that it never ran.
-@Suite struct HTTPStrictnessTests {
+/// Serialized: the cases are quick, and 259 connections opened at once would only disturb the
+/// timing-sensitive suites that run alongside.
+@Suite(.serialized) struct HTTPStrictnessTests {
     @Test func thereAreAtLeast150Cases() {
         #expect(StrictCases.all.count >= 150, "\(StrictCases.all.count) cases")
         #expect(Set(StrictCases.all.map(\.name)).count == StrictCases.all.count, "case names are unique")
@@ -33,8 +35,7 @@ import Testing
         let fiveHundreds = zip(outcome.statuses, strictCase.statuses).filter { $0.0 >= 500 && $0.1 < 500 }
         #expect(fiveHundreds.isEmpty, "\(strictCase.name): a 5xx where a 4xx was due")
 
-        let database = try TestDatabase()
-        defer { database.shutdown() }
+        let database = engine.database
         if strictCase.smuggles {
             // Whatever the server did with the connection, it is closed or idle now: a smuggled
             // request that had run would already be in the table.
@@ -59,12 +60,14 @@ final class StrictEngine: Sendable {
     static let idleTimeoutSeconds = 4
 
     let process: EngineProcess
+    let database: TestDatabase
     let token: String
     /// An authentication created at start; GETting it is the 200 the probe expects.
     let probeID: String
 
-    private init(process: EngineProcess, token: String, probeID: String) {
+    private init(process: EngineProcess, database: TestDatabase, token: String, probeID: String) {
         self.process = process
+        self.database = database
         self.token = token
         self.probeID = probeID
     }
@@ -79,7 +82,7 @@ final class StrictEngine: Sendable {
         let created = try HTTPClient(port: process.apiPort, token: token)
             .send("POST", D1.authenticationPath(), body: D1.authenticateBody(probeID))
         guard created.status == 200 else { throw TestSetupError("probe authentication: \(created.status) \(created.text)") }
-        return StrictEngine(process: process, token: token, probeID: probeID)
+        return StrictEngine(process: process, database: try TestDatabase(), token: token, probeID: probeID)
     }
 
     static func shared() async throws -> StrictEngine { try await instance.value }
