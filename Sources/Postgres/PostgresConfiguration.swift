@@ -9,7 +9,9 @@
 /// - `connectTimeoutSeconds` (5): libpq `connect_timeout`; keeps reconnects during an outage short
 ///   (libpq treats values below 2 as 2).
 /// - `statementTimeoutMilliseconds` (10 000): the server-side `statement_timeout` of every
-///   connection (0 disables it).
+///   connection (0 disables it). A call still waiting for the server 1 s after it has passed
+///   (a frozen server, a stalled link) is ended by the pool: its connection is shut down and
+///   the call fails with `.connectionLost`.
 /// - `applicationName` ("oob-engine"): shown in `pg_stat_activity`; the URL may override it.
 package struct PostgresConfiguration: Sendable, CustomStringConvertible {
     package var url: String
@@ -37,6 +39,13 @@ package struct PostgresConfiguration: Sendable, CustomStringConvertible {
         "PostgresConfiguration(poolSize: \(poolSize), acquireTimeout: \(acquireTimeout), "
             + "maxQueueLength: \(maxQueueLength), connectTimeoutSeconds: \(connectTimeoutSeconds), "
             + "statementTimeoutMilliseconds: \(statementTimeoutMilliseconds), applicationName: \(applicationName))"
+    }
+
+    /// How long a blocking call may wait for the server before the pool's watchdog ends it;
+    /// nil when there is no statement timeout to go by.
+    var stalledCallLimitNanoseconds: UInt64? {
+        guard statementTimeoutMilliseconds > 0 else { return nil }
+        return UInt64(statementTimeoutMilliseconds + 1000) * 1_000_000
     }
 
     var acquireTimeoutNanoseconds: UInt64 {

@@ -23,9 +23,12 @@ package final class PostgresConnection {
     private var prepared: [String: String] = [:]
     /// Set when the session is in a state this module cannot recover (e.g. stuck in COPY).
     private var markedBroken = false
+    /// When the current blocking call started, for the pool's watchdog (see `CallWatch`).
+    let callWatch: CallWatch
 
     private init(handle: OpaquePointer) {
         self.handle = handle
+        self.callWatch = CallWatch(socket: PQsocket(handle))
     }
 
     deinit {
@@ -130,8 +133,10 @@ package final class PostgresConnection {
     /// `parameters`, never spliced into the SQL.
     package func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> PostgresRows {
         try checkUsable("query")
-        let sent = withCStringArray(parameters) { values in
-            PQexecParams(handle, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+        let sent = blocking {
+            withCStringArray(parameters) { values in
+                PQexecParams(handle, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+            }
         }
         guard let sent else { throw nulByteError(parameters, operation: "query") }
         return try rows(from: sent, operation: "query")
@@ -144,7 +149,7 @@ package final class PostgresConnection {
         guard !sql.utf8.contains(0) else {
             throw PostgresError(kind: .misuse, operation: "script", detailMessage: "the script contains a NUL byte")
         }
-        _ = try rows(from: PQexec(handle, sql), operation: "script")
+        _ = try rows(from: blocking { PQexec(handle, sql) }, operation: "script")
     }
 
     /// Runs `body` between BEGIN and COMMIT; any error thrown rolls back and is rethrown.
@@ -154,7 +159,7 @@ package final class PostgresConnection {
         guard PQtransactionStatus(handle) == PQTRANS_IDLE else {
             throw PostgresError(kind: .misuse, operation: "begin", detailMessage: "a transaction is already open")
         }
-        _ = try rows(from: PQexec(handle, "begin"), operation: "begin")
+        _ = try rows(from: blocking { PQexec(handle, "begin") }, operation: "begin")
         let value: T
         do {
             value = try body(self)
@@ -162,7 +167,7 @@ package final class PostgresConnection {
             rollbackIfOpen()
             throw error
         }
-        guard let result = PQexec(handle, "commit") else { throw connectionError(operation: "commit") }
+        guard let result = blocking({ PQexec(handle, "commit") }) else { throw connectionError(operation: "commit") }
         let tag = String(cString: PQcmdStatus(result))
         _ = try rows(from: result, operation: "commit")
         // COMMIT of a transaction in which a statement failed (and was caught) answers ROLLBACK
@@ -185,7 +190,7 @@ package final class PostgresConnection {
     /// loading every pending deadline at start-up.
     package func copyOutRaw(_ sql: String, _ row: (UnsafeRawBufferPointer) throws -> Void) throws {
         try checkUsable("copy")
-        guard let started = PQexec(handle, sql) else { throw connectionError(operation: "copy") }
+        guard let started = blocking({ PQexec(handle, sql) }) else { throw connectionError(operation: "copy") }
         guard PQresultStatus(started) == PGRES_COPY_OUT else {
             _ = try rows(from: started, operation: "copy")
             throw PostgresError(kind: .misuse, operation: "copy", detailMessage: "the statement is not COPY ... TO STDOUT")
@@ -194,7 +199,7 @@ package final class PostgresConnection {
         var rowError: (any Error)?
         var buffer: UnsafeMutablePointer<CChar>?
         while true {
-            let length = PQgetCopyData(handle, &buffer, 0)
+            let length = blocking { PQgetCopyData(handle, &buffer, 0) }
             if length == -1 { break }
             guard length >= 0, let data = buffer else {
                 markedBroken = true
@@ -207,7 +212,7 @@ package final class PostgresConnection {
             buffer = nil
         }
         var failure: PostgresError?
-        while let result = PQgetResult(handle) {
+        while let result = blocking({ PQgetResult(handle) }) {
             do throws(PostgresError) { _ = try rows(from: result, operation: "copy") } catch { failure = failure ?? error }
         }
         if let rowError { throw rowError }
@@ -246,6 +251,13 @@ package final class PostgresConnection {
 
     // MARK: Internals
 
+    /// Runs one libpq call that waits for the server, visible to the pool's watchdog meanwhile.
+    private func blocking<R>(_ call: () -> R) -> R {
+        callWatch.begin()
+        defer { callWatch.end() }
+        return call()
+    }
+
     private func checkUsable(_ operation: String) throws(PostgresError) {
         if isBroken {
             throw PostgresError(kind: .connectionLost, operation: operation, detailMessage: "the connection is closed")
@@ -254,13 +266,15 @@ package final class PostgresConnection {
 
     private func prepare(_ statement: PostgresStatement) throws(PostgresError) {
         let operation = "prepare \(statement.name)"
-        _ = try rows(from: PQprepare(handle, statement.name, statement.sql, 0, nil), operation: operation)
+        _ = try rows(from: blocking { PQprepare(handle, statement.name, statement.sql, 0, nil) }, operation: operation)
         prepared[statement.name] = statement.sql
     }
 
     private func executePrepared(_ name: String, _ parameters: [String?], operation: String) throws(PostgresError) -> PostgresRows {
-        let sent = withCStringArray(parameters) { values in
-            PQexecPrepared(handle, name, Int32(parameters.count), values, nil, nil, 0)
+        let sent = blocking {
+            withCStringArray(parameters) { values in
+                PQexecPrepared(handle, name, Int32(parameters.count), values, nil, nil, 0)
+            }
         }
         guard let sent else { throw nulByteError(parameters, operation: operation) }
         return try rows(from: sent, operation: operation)
@@ -268,7 +282,7 @@ package final class PostgresConnection {
 
     private func rollbackIfOpen() {
         guard !isBroken, PQtransactionStatus(handle) != PQTRANS_IDLE else { return }
-        if let result = PQexec(handle, "rollback") { PQclear(result) }
+        if let result = blocking({ PQexec(handle, "rollback") }) { PQclear(result) }
     }
 
     /// Copies a result out and frees it, or turns it into the error it reports.

@@ -35,6 +35,8 @@ package final class PostgresPool: Sendable {
     private let workerWakeups: [DispatchSemaphore]
     /// Signalled when the queue gains a new head (the timeout watcher re-arms) or on shutdown.
     private let watcherWakeup = DispatchSemaphore(value: 0)
+    /// Signalled on shutdown, so the stalled-call watchdog exits at once.
+    private let watchdogWakeup = DispatchSemaphore(value: 0)
     private let workersRunning = DispatchGroup()
 
     package init(configuration: PostgresConfiguration) {
@@ -93,6 +95,7 @@ package final class PostgresPool: Sendable {
         for job in queued { job.fail(closed) }
         for worker in parked { workerWakeups[worker].signal() }
         watcherWakeup.signal()
+        watchdogWakeup.signal()
         // A running request ends within the statement timeout (or connect timeout) at worst.
         let limit = Double(configuration.statementTimeoutMilliseconds) / 1000
             + Double(configuration.connectTimeoutSeconds) + 2
@@ -128,9 +131,12 @@ package final class PostgresPool: Sendable {
         var busyWorkers = 0
         var openConnections = 0
         var watcherStarted = false
+        /// Each worker's open connection's call watch, for the stalled-call watchdog.
+        var callWatches: [CallWatch?]
 
         init(slots: Int) {
             handedOver = Array(repeating: nil, count: slots)
+            callWatches = Array(repeating: nil, count: slots)
         }
     }
 
@@ -179,6 +185,11 @@ package final class PostgresPool: Sendable {
             let thread = Thread { [self] in workerLoop(worker) }
             thread.name = "postgres-\(worker)"
             thread.start()
+            if worker == 0, let limit = configuration.stalledCallLimitNanoseconds {
+                let watchdog = Thread { [self] in watchdogLoop(limit: limit) }
+                watchdog.name = "postgres-watchdog"
+                watchdog.start()
+            }
         case .queued(let startWatcher, let newHead):
             if startWatcher {
                 let thread = Thread { [self] in watcherLoop() }
@@ -197,12 +208,9 @@ package final class PostgresPool: Sendable {
     private func workerLoop(_ worker: Int) {
         var connection: PostgresConnection?
         while let job = nextJob(for: worker) {
-            serve(job, on: &connection)
+            serve(job, worker: worker, on: &connection)
         }
-        if connection != nil {
-            connection = nil
-            state.withLock { $0.openConnections -= 1 }
-        }
+        if connection != nil { discard(&connection, worker: worker) }
         workersRunning.leave()
     }
 
@@ -250,16 +258,19 @@ package final class PostgresPool: Sendable {
     }
 
     /// Runs one job on this worker's connection, opening or replacing the connection first.
-    private func serve(_ job: Job, on connection: inout PostgresConnection?) {
+    private func serve(_ job: Job, worker: Int, on connection: inout PostgresConnection?) {
         defer { finishedJob() }
         if let existing = connection, !existing.probeIsAlive() {
-            connection = nil
-            state.withLock { $0.openConnections -= 1 }
+            discard(&connection, worker: worker)
         }
         if connection == nil {
             do {
-                connection = try PostgresConnection.connect(configuration)
-                state.withLock { $0.openConnections += 1 }
+                let opened = try PostgresConnection.connect(configuration)
+                connection = opened
+                state.withLock {
+                    $0.openConnections += 1
+                    $0.callWatches[worker] = opened.callWatch
+                }
             } catch {
                 job.fail(error)
                 return
@@ -268,8 +279,36 @@ package final class PostgresPool: Sendable {
         guard let active = connection else { return }
         job.run(active)
         if !active.resetAfterUse() {
-            connection = nil
-            state.withLock { $0.openConnections -= 1 }
+            discard(&connection, worker: worker)
+        }
+    }
+
+    /// Closes this worker's connection. It leaves the watchdog's sight (under the lock) before
+    /// `PQfinish` closes its socket, so the watchdog never shuts down a reused descriptor.
+    private func discard(_ connection: inout PostgresConnection?, worker: Int) {
+        state.withLock {
+            $0.openConnections -= 1
+            $0.callWatches[worker] = nil
+        }
+        connection = nil
+    }
+
+    // MARK: Stalled calls
+
+    /// Every 250 ms, ends calls that have waited longer than the statement timeout allows (the
+    /// server would have answered by then if its answer could reach us; see `CallWatch`).
+    private func watchdogLoop(limit: UInt64) {
+        while true {
+            let closed = state.withLock { state -> Bool in
+                if state.closed { return true }
+                let now = DispatchTime.now().uptimeNanoseconds
+                for watch in state.callWatches {
+                    _ = watch?.interruptIfStuck(now: now, limit: limit)
+                }
+                return false
+            }
+            if closed { return }
+            _ = watchdogWakeup.wait(timeout: .now() + .milliseconds(250))
         }
     }
 

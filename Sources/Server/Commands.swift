@@ -85,7 +85,9 @@ package enum Commands {
         }
         let pool = PostgresPool(configuration: PostgresConfiguration(
             url: settings.databaseURL, poolSize: settings.file.database.poolSize,
-            acquireTimeout: .milliseconds(settings.file.database.acquireTimeoutMilliseconds)))
+            acquireTimeout: .milliseconds(settings.file.database.acquireTimeoutMilliseconds),
+            connectTimeoutSeconds: settings.file.database.connectTimeoutSeconds,
+            statementTimeoutMilliseconds: settings.file.database.statementTimeoutMilliseconds))
 
         // The schema and the configured authenticators, before anything is served. The database
         // may still be starting (a restart, a container coming up): retry for a while.

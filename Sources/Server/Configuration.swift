@@ -131,10 +131,14 @@ package struct ConfigFile: Sendable {
         package var authnType: String
     }
 
-    /// Defaults: 16 connections, 2 s to get one before answering 503.
+    /// Defaults: 16 connections, 2 s to get one before answering 503; 10 s statement timeout
+    /// (a call the server has not answered 1 s after it is ended by the pool: a frozen server
+    /// or stalled link gets a 503, not a hang); 5 s to open a connection.
     package struct Database: Sendable, Hashable {
         package var poolSize = 16
         package var acquireTimeoutMilliseconds = 2000
+        package var statementTimeoutMilliseconds = 10_000
+        package var connectTimeoutSeconds = 5
     }
 
     /// Defaults match `HTTPServerConfiguration`.
@@ -269,6 +273,10 @@ package struct ConfigFile: Sendable {
             file.database.poolSize = try reader.int(database, "poolSize", path: "database", range: 1...200) ?? file.database.poolSize
             file.database.acquireTimeoutMilliseconds = try reader.int(
                 database, "acquireTimeoutMilliseconds", path: "database", range: 10...60000) ?? file.database.acquireTimeoutMilliseconds
+            file.database.statementTimeoutMilliseconds = try reader.int(
+                database, "statementTimeoutMilliseconds", path: "database", range: 100...600_000) ?? file.database.statementTimeoutMilliseconds
+            file.database.connectTimeoutSeconds = try reader.int(
+                database, "connectTimeoutSeconds", path: "database", range: 2...60) ?? file.database.connectTimeoutSeconds
         }
         if let http = try reader.optionalObject(object, "http") {
             file.http.maxBodyBytes = try reader.int(http, "maxBodyBytes", path: "http", range: 1024...(16 << 20)) ?? file.http.maxBodyBytes

@@ -133,6 +133,16 @@ pg_stop() {
     as_pg "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+# The fault tests' own clusters (.pgdata/private-*): stopped and removed after a run, also when
+# a test was cut short before it could clean up.
+destroy_private_clusters() {
+    local d
+    for d in "$ROOT"/.pgdata/private-*; do
+        [ -e "$d" ] || continue
+        "$ROOT/scripts/pgctl" "$d" 0 destroy >/dev/null 2>&1 || true
+    done
+}
+
 # A free TCP port on loopback (bind to 0 and ask the kernel).
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
