@@ -221,6 +221,7 @@ package enum Commands {
         configuration.maxInFlightRequests = http.maxInFlightRequests
         configuration.headerReadTimeout = .seconds(http.headerReadTimeoutSeconds)
         configuration.idleTimeout = .seconds(http.idleTimeoutSeconds)
+        configuration.bodyReadTimeout = .seconds(http.bodyReadTimeoutSeconds)
         return configuration
     }
 
