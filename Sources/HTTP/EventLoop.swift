@@ -59,6 +59,8 @@ final class Connection {
     var interest = Epoll.input
     var phase = HTTPRequestParser.Phase.idle
     var phaseStart: Int64
+    /// The server owed the client an answer at the last phase update.
+    var owedAnswer = false
     var lastWriteProgress: Int64
 
     init(id: UInt64, fd: Int32, remoteAddress: String, limits: HTTPParserLimits, now: Int64) {
@@ -551,10 +553,13 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
     /// answer, the client's clock does not run.
     private func updatePhase(_ connection: Connection, now: Int64) {
         let phase = connection.parser.phase
-        if connection.awaitingResponse || connection.pendingOutputCount > 0 || phase != connection.phase {
+        let owing = connection.awaitingResponse || connection.pendingOutputCount > 0
+        // The client's clock restarts when the answer is out, not when the request was handed on.
+        if owing || connection.owedAnswer || phase != connection.phase {
             connection.phase = phase
             connection.phaseStart = now
         }
+        connection.owedAnswer = owing
     }
 
     private func closeConnection(_ connection: Connection) {

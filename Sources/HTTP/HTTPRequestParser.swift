@@ -159,7 +159,7 @@ package struct HTTPRequestParser {
                         if let event = headComplete() { return event }
                         continue
                     }
-                    if let error = parseHeaderLine(range) { return fail(error) }
+                    if let error = parseHeaderLine(range, keep: true) { return fail(error) }
                 }
 
             case .body(let remaining):
@@ -219,6 +219,9 @@ package struct HTTPRequestParser {
                 case .line(let range):
                     headerBytes += range.count + 2
                     if range.isEmpty { return finishRequest() }
+                    // Discarded, but held to the header syntax: a line no field could be (a
+                    // request line, obs-fold, bare CR) is a framing attack, not a trailer.
+                    if let error = parseHeaderLine(range, keep: false) { return fail(error) }
                 }
             }
         }
@@ -304,7 +307,8 @@ package struct HTTPRequestParser {
         return nil
     }
 
-    private mutating func parseHeaderLine(_ range: Range<Int>) -> HTTPParseError? {
+    /// `keep: false` checks the line's syntax only (trailer fields, which are discarded).
+    private mutating func parseHeaderLine(_ range: Range<Int>, keep: Bool) -> HTTPParseError? {
         let first = buffer[range.lowerBound]
         // obs-fold (RFC 9112 §5.2): a server may reject it; we do.
         if first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
@@ -326,6 +330,7 @@ package struct HTTPRequestParser {
         for byte in buffer[valueStart..<valueEnd] where (byte < 0x20 && byte != 0x09) || byte == 0x7F {
             return HTTPParseError(400, "control character in header value")
         }
+        guard keep else { return nil }
         guard headers.count < limits.maxHeaderCount else {
             return HTTPParseError(431, "too many header fields")
         }
@@ -341,6 +346,8 @@ package struct HTTPRequestParser {
         let hosts = headers.values("Host")
         if isHTTP11 && hosts.isEmpty { return fail(400, "missing Host header") }
         if hosts.count > 1 { return fail(400, "more than one Host header") }
+        // RFC 9112 §3.2: a Host whose value is not `uri-host [":" port]` is a 400 as well.
+        if let host = hosts.first, !host.utf8.allSatisfy(isHostByte) { return fail(400, "invalid Host header") }
 
         for token in commaSeparatedTokens(headers.values("Connection")) {
             if token == "close" { keepAlive = false }
@@ -355,9 +362,14 @@ package struct HTTPRequestParser {
             // Both framings at once is the classic smuggling vector (RFC 9112 §6.3 item 3).
             if !contentLengths.isEmpty { return fail(400, "both Transfer-Encoding and Content-Length") }
             if !isHTTP11 { return fail(400, "Transfer-Encoding in an HTTP/1.0 request") }
-            guard commaSeparatedTokens(transferEncodings) == ["chunked"] else {
-                return fail(501, "only chunked transfer coding is supported")
+            // RFC 9112 §6.3 item 4: unless chunked is the final coding the length cannot be
+            // known: 400 and close. Chunked twice is malformed (§7). Any other coding before a
+            // final chunked is well framed but not implemented: 501.
+            let codings = commaSeparatedTokens(transferEncodings)
+            guard codings.last == "chunked", codings.filter({ $0 == "chunked" }).count == 1 else {
+                return fail(400, "chunked must be the final transfer coding, once")
             }
+            guard codings.count == 1 else { return fail(501, "only chunked transfer coding is supported") }
             chunked = true
         } else if !contentLengths.isEmpty {
             var length: Int?
@@ -406,6 +418,11 @@ package struct HTTPRequestParser {
         guard index == range.upperBound || buffer[index] == UInt8(ascii: ";") else {
             return .failure(HTTPParseError(400, "malformed chunk size"))
         }
+        // Extensions are skipped, but a control byte in them (a bare CR, NUL) is refused: a
+        // peer that reads the line differently must not be able to frame the body otherwise.
+        for byte in buffer[index..<range.upperBound] where (byte < 0x20 && byte != 0x09) || byte == 0x7F {
+            return .failure(HTTPParseError(400, "control character in chunk extension"))
+        }
         if size > limits.maxBodyBytes - body.count { return .failure(HTTPParseError(413, "request body too large")) }
         return .success(size)
     }
@@ -450,6 +467,23 @@ func isTokenByte(_ byte: UInt8) -> Bool {
     case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
          UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
          UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+        return true
+    default:
+        return false
+    }
+}
+
+/// uri-host [":" port] (RFC 3986 §3.2.2): unreserved, pct-encoded, sub-delims, ":" and the
+/// brackets of an IP literal. No userinfo ("@"), no path, no whitespace.
+@inline(__always)
+private func isHostByte(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        return true
+    case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "%"),
+         UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
+         UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
+         UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"):
         return true
     default:
         return false

@@ -113,7 +113,7 @@ package struct EngineSettings: Sendable {
 ///                       "appInstanceId": "demo-app", "authnType": "BIOMETRIC"}],
 ///   "database": {"poolSize": 16, "acquireTimeoutMilliseconds": 2000},
 ///   "http": {"maxBodyBytes": 65536, "maxConnections": 10000, "maxInFlightRequests": 4096,
-///            "headerReadTimeoutSeconds": 10, "idleTimeoutSeconds": 60},
+///            "headerReadTimeoutSeconds": 10, "idleTimeoutSeconds": 60, "bodyReadTimeoutSeconds": 10},
 ///   "timer": {"tickMilliseconds": 50, "sweepIntervalSeconds": 5, "sweepGraceSeconds": 2}
 /// }
 /// ```
@@ -148,6 +148,7 @@ package struct ConfigFile: Sendable {
         package var maxInFlightRequests = 4096
         package var headerReadTimeoutSeconds = 10
         package var idleTimeoutSeconds = 60
+        package var bodyReadTimeoutSeconds = 10
     }
 
     /// Deadlines: the timer wheel's tick, and the sweeper that ends what another (dead)
@@ -301,6 +302,7 @@ package struct ConfigFile: Sendable {
             file.http.maxInFlightRequests = try reader.int(http, "maxInFlightRequests", path: "http", range: 1...1_000_000) ?? file.http.maxInFlightRequests
             file.http.headerReadTimeoutSeconds = try reader.int(http, "headerReadTimeoutSeconds", path: "http", range: 1...600) ?? file.http.headerReadTimeoutSeconds
             file.http.idleTimeoutSeconds = try reader.int(http, "idleTimeoutSeconds", path: "http", range: 1...3600) ?? file.http.idleTimeoutSeconds
+            file.http.bodyReadTimeoutSeconds = try reader.int(http, "bodyReadTimeoutSeconds", path: "http", range: 1...600) ?? file.http.bodyReadTimeoutSeconds
         }
         if let push = try reader.optionalObject(object, "push") {
             file.push = try parsePush(push, reader: reader, source: source)

@@ -166,5 +166,13 @@ package final class D1NotificationMetrics: Sendable {
 
     func count(_ counter: WritableKeyPath<Snapshot, Int>) {
         counters.withLock { $0[keyPath: counter] += 1 }
+        let outcome = switch counter {
+        case \.recorded: "recorded"
+        case \.duplicates: "duplicate"
+        case \.endedPending: "ended-pending"
+        case \.disagreements: "disagreement"
+        default: "unmatched"
+        }
+        Metrics.shared.increment("oob_d1_3ds_notifications_total", [outcome])
     }
 }

@@ -269,6 +269,12 @@ package enum Metrics {
         for (state, cause) in endings {
             registry.increment("oob_authentications_ended_total", [state.rawValue, cause.rawValue], by: 0)
         }
+        registry.declare("oob_d1_3ds_notifications_total", .counter,
+                         help: "D1's 3-D Secure card notifications, by outcome (disagreement: D1's final status and the engine's differ).",
+                         labels: ["outcome"])
+        for outcome in ["recorded", "duplicate", "ended-pending", "disagreement", "unmatched"] {
+            registry.increment("oob_d1_3ds_notifications_total", [outcome], by: 0)
+        }
         return registry
     }()
 

@@ -143,7 +143,7 @@ import Testing
         ("header section too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "b", count: 600))\r\n\r\n", 431),
         ("length required", "POST / HTTP/1.1\r\nHost: x\r\n\r\n", 411),
         ("malformed", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
-        ("unsupported coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        ("unsupported coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
     ])
     func refusedRequestsGetJSONErrorAndClose(hazard: String, text: String, status: Int) async throws {
         try await withServer({
