@@ -152,19 +152,12 @@ package enum Commands {
         let d1 = D1Routes(service: service, issuers: settings.file.issuers,
                           pushDeliveryDeadlineSeconds: settings.file.push?.deliveryDeadlineSeconds, onCreated: wakeOutbox)
         let app = AppRoutes(service: service, issuers: settings.file.issuers)
-<<<<<<< HEAD
-        Metrics.prepare(issuers: settings.file.issuers.keys)
-=======
->>>>>>> main
         let issuers = settings.file.issuers
         let notificationMetrics = D1NotificationMetrics()
         let d1Rest = AuthenticatorRoutes(pool: pool, issuers: issuers).routes + ConsumerRoutes(pool: pool, issuers: issuers).routes
             + OTPRoutes(pool: pool, issuers: issuers, settings: settings.file.otp).routes
             + D1NotificationRoutes(pool: pool, service: service, issuers: issuers, metrics: notificationMetrics).routes
-<<<<<<< HEAD
-=======
         Metrics.prepare(issuers: settings.file.issuers.keys)
->>>>>>> main
         let api = HTTPServer(
             configuration: httpConfiguration(settings.listen, settings.file.http),
             handler: APIHandler(router: Router(TokenRoutes(tokens: tokens).routes + d1.routes + app.routes + d1Rest),
