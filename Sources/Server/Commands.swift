@@ -153,6 +153,7 @@ package enum Commands {
                           pushDeliveryDeadlineSeconds: settings.file.push?.deliveryDeadlineSeconds, onCreated: wakeOutbox)
         let app = AppRoutes(service: service, issuers: settings.file.issuers)
         let issuers = settings.file.issuers
+        let otpOutbox = OTPOutbox(pool: pool, configuration: settings.file.otp, logger: logger.with("component", "otp"))
         let notificationMetrics = D1NotificationMetrics()
         let d1Rest = AuthenticatorRoutes(pool: pool, issuers: issuers).routes + ConsumerRoutes(pool: pool, issuers: issuers).routes
             + OTPRoutes(pool: pool, issuers: issuers, settings: settings.file.otp).routes
@@ -187,6 +188,7 @@ package enum Commands {
         recovery.start()
         sweeper.start()
         outbox?.start()
+        otpOutbox.start()
         logger.info("listening", ["api": apiAddress.description, "ops": opsAddress.description,
                                   "issuers": String(settings.file.issuers.count), "instance": instance])
 
@@ -196,6 +198,7 @@ package enum Commands {
         api.shutdown()
         ops.shutdown()
         outbox?.stop()
+        otpOutbox.stop()
         sweeper.stop()
         scheduler.stop()
         pool.shutdown()
