@@ -35,16 +35,19 @@ import Testing
         let fiveHundreds = zip(outcome.statuses, strictCase.statuses).filter { $0.0 >= 500 && $0.1 < 500 }
         #expect(fiveHundreds.isEmpty, "\(strictCase.name): a 5xx where a 4xx was due")
 
+        // Blocking queries run off the cooperative pool, which other suites' handlers need.
         let database = engine.database
+        let (smuggled, fresh) = try await strictOffPool { () throws -> (String?, String?) in
+            (strictCase.smuggles ? try database.state(issuer: "ISSUER0001", authenticationId: context.smuggledID) : nil,
+             strictCase.creates ? try database.state(issuer: "ISSUER0001", authenticationId: context.freshID) : nil)
+        }
         if strictCase.smuggles {
             // Whatever the server did with the connection, it is closed or idle now: a smuggled
             // request that had run would already be in the table.
-            #expect(try database.state(issuer: "ISSUER0001", authenticationId: context.smuggledID) == nil,
-                    "\(strictCase.name): the smuggled request was executed")
+            #expect(smuggled == nil, "\(strictCase.name): the smuggled request was executed")
         }
         if strictCase.creates {
-            #expect(try database.state(issuer: "ISSUER0001", authenticationId: context.freshID) == "PENDING",
-                    "\(strictCase.name): the well-framed request was not applied")
+            #expect(fresh == "PENDING", "\(strictCase.name): the well-framed request was not applied")
         }
     }
 }
