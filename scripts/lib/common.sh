@@ -30,14 +30,17 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# Functions here may run inside an EXIT trap, where a bare `return` hands back the status the
+# script is exiting with (bash: "the last command executed before the trap handler"), which
+# `set -e` then treats as a failure: every `return` here says its status.
 pg_bindir() {
     if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
         pg_config --bindir
-        return
+        return 0
     fi
     local d
     d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-    [ -n "$d" ] && [ -x "$d/initdb" ] && { echo "$d"; return; }
+    [ -n "$d" ] && [ -x "$d/initdb" ] && { echo "$d"; return 0; }
     return 1
 }
 
