@@ -1,9 +1,5 @@
-import Crypto
 import Dispatch
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 package import Postgres
 import Synchronization
 
@@ -28,8 +24,8 @@ package final class OTPOutbox: Sendable {
     private let pool: PostgresPool
     private let configuration: ConfigFile.OTP
     private let logger: Logger
-    private let session: URLSession?
-    private let key: HMACSHA256Key?
+    /// nil for the simulated kind.
+    private let webhook: SignedWebhook?
     private let wakeUp = DispatchSemaphore(value: 0)
     private let stopping = Mutex(false)
     private let running = Mutex(0)
@@ -38,17 +34,11 @@ package final class OTPOutbox: Sendable {
         self.pool = pool
         self.configuration = configuration
         self.logger = logger
-        if configuration.kind == .webhook, let secret = configuration.secret {
-            let sessionConfiguration = URLSessionConfiguration.ephemeral
-            sessionConfiguration.timeoutIntervalForRequest = Double(configuration.timeoutMilliseconds) / 1000
-            sessionConfiguration.timeoutIntervalForResource = Double(configuration.timeoutMilliseconds) / 1000
-            sessionConfiguration.httpCookieStorage = nil
-            sessionConfiguration.urlCache = nil
-            session = URLSession(configuration: sessionConfiguration)
-            key = HMACSHA256Key(Array(secret.utf8))
+        if configuration.kind == .webhook, let secret = configuration.secret,
+           let urlText = configuration.url, let url = URL(string: urlText) {
+            webhook = SignedWebhook(url: url, secret: secret, timeoutMilliseconds: configuration.timeoutMilliseconds)
         } else {
-            session = nil
-            key = nil
+            webhook = nil
         }
     }
 
@@ -115,32 +105,6 @@ package final class OTPOutbox: Sendable {
     }
 
     private func deliver(_ body: [UInt8]) -> PushOutcome {
-        guard let session, let key, let urlText = configuration.url, let url = URL(string: urlText) else { return .delivered }
-        var request = URLRequest(url: url)
-        request.httpMethod = "POST"
-        request.httpBody = Data(body)
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue(WebhookPushAdapter.signature(of: body, key: key), forHTTPHeaderField: "X-OOB-Signature")
-        let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<PushOutcome>(.retryable("no answer"))
-        let task = session.dataTask(with: request) { _, response, error in
-            let result: PushOutcome
-            if let error {
-                result = .retryable("transport: \((error as NSError).code)")
-            } else if let http = response as? HTTPURLResponse {
-                switch http.statusCode {
-                case 200..<300: result = .delivered
-                case 408, 429, 500...: result = .retryable("HTTP \(http.statusCode)")
-                default: result = .permanent("HTTP \(http.statusCode)")
-                }
-            } else {
-                result = .retryable("no HTTP response")
-            }
-            outcome.withLock { $0 = result }
-            done.signal()
-        }
-        task.resume()
-        done.wait()
-        return outcome.withLock { $0 }
+        webhook?.post(body) ?? .delivered
     }
 }

@@ -57,7 +57,11 @@ package protocol PushAdapter: Sendable {
 
 /// POSTs the challenge as JSON with `X-OOB-Signature: sha256=<hex HMAC-SHA-256 of the raw
 /// body>`, keyed with the shared secret. Any 2xx counts as delivered.
-package struct WebhookPushAdapter: PushAdapter {
+/// A signed JSON POST: `X-OOB-Signature: sha256=<hex HMAC-SHA-256 of the raw body>`, keyed with
+/// the shared secret, within a timeout. Any 2xx is delivered; transport errors, timeouts, 5xx,
+/// 408 and 429 are worth another try; any other status is a refusal for good. Blocks the
+/// calling (delivery worker) thread until the answer or the timeout.
+package struct SignedWebhook: Sendable {
     let url: URL
     let key: HMACSHA256Key
     let session: URLSession
@@ -77,14 +81,13 @@ package struct WebhookPushAdapter: PushAdapter {
         "sha256=" + Hex.encode(key.authenticate(body))
     }
 
-    package func deliver(_ challenge: PushChallenge) -> PushOutcome {
-        let body = challenge.json.serialized()
+    package func post(_ body: [UInt8], headers: [(String, String)] = []) -> PushOutcome {
         var request = URLRequest(url: url)
         request.httpMethod = "POST"
         request.httpBody = Data(body)
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue(Self.signature(of: body, key: key), forHTTPHeaderField: "X-OOB-Signature")
-        request.setValue(challenge.authenticationId, forHTTPHeaderField: "X-OOB-Authentication-Id")
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         let done = DispatchSemaphore(value: 0)
         let outcome = Mutex<PushOutcome>(.retryable("no answer"))
         let task = session.dataTask(with: request) { _, response, error in
@@ -106,6 +109,19 @@ package struct WebhookPushAdapter: PushAdapter {
         task.resume()
         done.wait()
         return outcome.withLock { $0 }
+    }
+}
+
+/// POSTs each challenge as JSON through a `SignedWebhook`.
+package struct WebhookPushAdapter: PushAdapter {
+    let webhook: SignedWebhook
+
+    package init(url: URL, secret: String, timeoutMilliseconds: Int) {
+        webhook = SignedWebhook(url: url, secret: secret, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    package func deliver(_ challenge: PushChallenge) -> PushOutcome {
+        webhook.post(challenge.json.serialized(), headers: [("X-OOB-Authentication-Id", challenge.authenticationId)])
     }
 }
 
