@@ -107,6 +107,9 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
     private let wakeFD: Int32
     private let mailbox = Mutex(Mailbox())
     private let calls = LinuxCalls.shared
+    /// The loop thread's pthread_t once `run()` started: a handler that answers synchronously
+    /// (on this thread, inside `handle`) skips the mailbox and its eventfd round trip.
+    private let loopThread = Atomic<UInt>(0)
 
     // Loop-thread state.
     private var connections: [UInt64: Connection] = [:]
@@ -115,6 +118,8 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
     private var listenResumeAt: Int64?
     private var draining = false
     private var encoder = ResponseEncoder()
+    /// Answers given on the loop thread itself during `handle`; applied right after it returns.
+    private var immediateDeliveries: [Delivery] = []
     private let readBuffer: UnsafeMutableRawBufferPointer
     private let limits: HTTPParserLimits
     private let readAheadLimit: Int
@@ -153,6 +158,10 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
 
     /// Posts a response for the loop to write; dropped if the loop has ended.
     func deliver(_ response: HTTPResponse, connectionID: UInt64, requestID: UInt64) {
+        if loopThread.load(ordering: .relaxed) == UInt(pthread_self()) {
+            immediateDeliveries.append(Delivery(connectionID: connectionID, requestID: requestID, response: response))
+            return
+        }
         let wakeFD = self.wakeFD
         mailbox.withLock { box in
             guard !box.closed else { return }
@@ -193,6 +202,8 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
     // MARK: - Loop thread
 
     func run() {
+        loopThread.store(UInt(pthread_self()), ordering: .relaxed)
+        defer { loopThread.store(0, ordering: .relaxed) }
         startListening()
         var events = [EpollEvent](repeating: EpollEvent(events: 0, data: 0), count: 256)
         var nextSweep = monotonicNanoseconds() + sweepInterval
@@ -223,6 +234,7 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
                 default: connectionEvent(event.data, events: event.events)
                 }
             }
+            applyImmediateDeliveries(servicing: nil)
             let now = monotonicNanoseconds()
             if now >= nextSweep {
                 sweep(now: now)
@@ -455,9 +467,26 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
         connection.requestIsHead = request.method == "HEAD"
         connection.requestIsHTTP10 = request.version == "HTTP/1.0"
         connection.requestKeepAlive = keepAlive
-        let responder = HTTPResponder(loop: self, connectionID: connection.id, requestID: connection.requestID,
+        handOver(request, connectionID: connection.id, requestID: connection.requestID)
+        // This connection is mid-service (the caller goes on parsing and flushing); any other
+        // would need its own service pass.
+        applyImmediateDeliveries(servicing: connection.id)
+    }
+
+    /// In its own function so the responder is released (and a forgetful handler's 500 posted)
+    /// before the caller looks for answers given on this thread.
+    private func handOver(_ request: HTTPRequest, connectionID: UInt64, requestID: UInt64) {
+        let responder = HTTPResponder(loop: self, connectionID: connectionID, requestID: requestID,
                                       inFlight: context.inFlight)
         context.handler.handle(request, responder: responder)
+    }
+
+    private func applyImmediateDeliveries(servicing current: UInt64?) {
+        while !immediateDeliveries.isEmpty {
+            let answered = immediateDeliveries
+            immediateDeliveries.removeAll(keepingCapacity: true)
+            for delivery in answered { apply(delivery, service: delivery.connectionID != current) }
+        }
     }
 
     private func queue(_ response: HTTPResponse, on connection: Connection, headRequest: Bool, close: Bool,
@@ -476,20 +505,23 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
             box.deliveries.removeAll()
             return taken
         }
-        for delivery in deliveries {
-            guard let connection = connections[delivery.connectionID], connection.awaitingResponse,
-                  connection.requestID == delivery.requestID else {
-                continue // the client left, or a stale answer
-            }
-            connection.awaitingResponse = false
-            let handlerWantsClose = delivery.response.headers.values("Connection").contains { value in
-                value.split(separator: ",").contains { $0.trimmingCharacters(in: " \t").lowercased() == "close" }
-            }
-            let close = !connection.requestKeepAlive || draining || connection.inputClosed || handlerWantsClose
-            queue(delivery.response, on: connection, headRequest: connection.requestIsHead, close: close,
-                  http10KeepAlive: !close && connection.requestIsHTTP10)
-            service(connection)
+        for delivery in deliveries { apply(delivery, service: true) }
+    }
+
+    /// Queues a handler's answer on its connection (if it is still the awaited one).
+    private func apply(_ delivery: Delivery, service serviceAfterwards: Bool) {
+        guard let connection = connections[delivery.connectionID], connection.awaitingResponse,
+              connection.requestID == delivery.requestID else {
+            return // the client left, or a stale answer
         }
+        connection.awaitingResponse = false
+        let handlerWantsClose = delivery.response.headers.values("Connection").contains { value in
+            value.split(separator: ",").contains { $0.trimmingCharacters(in: " \t").lowercased() == "close" }
+        }
+        let close = !connection.requestKeepAlive || draining || connection.inputClosed || handlerWantsClose
+        queue(delivery.response, on: connection, headRequest: connection.requestIsHead, close: close,
+              http10KeepAlive: !close && connection.requestIsHTTP10)
+        if serviceAfterwards { service(connection) }
     }
 
     /// Writes pending output. Returns false when the connection was closed (write error, or done

@@ -21,7 +21,11 @@ struct ResponseEncoder {
             response = ErrorResponses.json(500, "the request handler produced an invalid status")
             status = 500
         }
-        output.append(contentsOf: "HTTP/1.1 \(status) \(Self.reason(status))\r\n".utf8)
+        if status < Self.statusLines.count {
+            output.append(contentsOf: Self.statusLines[status])
+        } else {
+            output.append(contentsOf: "HTTP/1.1 \(status) \(Self.reason(status))\r\n".utf8)
+        }
         var hasDate = false
         for (name, value) in response.headers {
             if HTTPHeaders.namesEqual(name, "Content-Length") || HTTPHeaders.namesEqual(name, "Transfer-Encoding")
@@ -45,7 +49,9 @@ struct ResponseEncoder {
         }
         let bodyAllowed = status != 204 && status != 304
         if bodyAllowed {
-            output.append(contentsOf: "Content-Length: \(response.body.count)\r\n".utf8)
+            output.append(contentsOf: "Content-Length: ".utf8)
+            Self.appendDecimal(response.body.count, to: &output)
+            output.append(contentsOf: "\r\n".utf8)
         }
         if close {
             output.append(contentsOf: "Connection: close\r\n".utf8)
@@ -54,6 +60,18 @@ struct ResponseEncoder {
         }
         output.append(contentsOf: "\r\n".utf8)
         if bodyAllowed && !headRequest { output.append(contentsOf: response.body) }
+    }
+
+    /// Status lines for 200...599, encoded once (the encoder runs for every response).
+    private static let statusLines: [[UInt8]] = (0..<600).map { Array("HTTP/1.1 \($0) \(reason($0))\r\n".utf8) }
+
+    private static func appendDecimal(_ value: Int, to output: inout [UInt8]) {
+        guard value >= 10 else {
+            output.append(UInt8(ascii: "0") + UInt8(value))
+            return
+        }
+        appendDecimal(value / 10, to: &output)
+        output.append(UInt8(ascii: "0") + UInt8(value % 10))
     }
 
     /// IMF-fixdate (RFC 9110 §5.6.7), recomputed at most once a second.

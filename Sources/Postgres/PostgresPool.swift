@@ -70,6 +70,14 @@ package final class PostgresPool: Sendable {
         }
     }
 
+    /// Runs `body` on one of the pool's threads with a connection, or with the error that kept
+    /// it from getting one (the same errors as `withConnection`). No task is involved: callers
+    /// that only hand results on (group commit) save a hop through Swift's cooperative pool.
+    package func run(_ body: @escaping @Sendable (Result<PostgresConnection, PostgresError>) -> Void) {
+        submit(Job(deadline: deadline(), run: { connection in body(.success(connection)) },
+                   fail: { error in body(.failure(error)) }))
+    }
+
     /// The same for synchronous callers (start-up, migration): blocks the calling thread.
     /// Never call it from a closure already running on this pool (it would wait for itself).
     package func withConnectionBlocking<T>(_ body: @escaping (PostgresConnection) throws -> T) throws -> T {

@@ -74,6 +74,11 @@ package final class APIHandler: HTTPHandler {
             }
             let context = RouteContext(request: request, parameters: parameters, logger: logger, clientId: clientId,
                                        tokenIssuers: tokenIssuers)
+            if let immediate = route.immediate, let response = immediate(context) {
+                respond(response, route: route.name, request: request, logger: logger, started: started,
+                        responder: responder)
+                return
+            }
             Task {
                 let response = await route.handler(context)
                 self.respond(response, route: route.name, request: request, logger: logger, started: started,
@@ -87,10 +92,12 @@ package final class APIHandler: HTTPHandler {
         let elapsed = MonotonicTime.microseconds() - started
         Metrics.requestAnswered(listener: listener, route: route, status: response.status, seconds: Double(elapsed) / 1e6)
         let level: Logger.Level = response.status >= 500 ? .warning : .info
-        logger.log(level, "request", [
+        if level >= logger.minimumLevel {
+            logger.log(level, "request", [
             "method": request.method, "route": route, "status": String(response.status),
-            "duration_us": String(elapsed), "remote": request.remoteAddress,
-        ])
+                "duration_us": String(elapsed), "remote": request.remoteAddress,
+            ])
+        }
         responder.respond(response)
     }
 }

@@ -53,11 +53,13 @@ package final class Batcher<Item: Sendable, Output: Sendable>: Sendable {
         }
     }
 
+    /// The drainer runs on the pool's thread itself (no task in between).
     private func startDrainer() {
-        Task.detached { [self] in
-            do {
-                try await pool.withConnection { connection in self.drain(connection) }
-            } catch {
+        pool.run { [self] connection in
+            switch connection {
+            case .success(let connection):
+                drain(connection)
+            case .failure(let error):
                 // No connection (database down, pool saturated): everyone waiting gets the error
                 // now rather than a hang; the next submit starts afresh.
                 let waiting = state.withLock { state -> [Waiter] in

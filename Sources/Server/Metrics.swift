@@ -86,8 +86,31 @@ package final class MetricsRegistry: Sendable {
     }
 
     struct State: Sendable {
-        var order: [String] = []
-        var families: [String: Family] = [:]
+        /// In declaration order; `index` finds one by name. Mutated in place through the array,
+        /// so recording never copies a family's series (a copy of a `Family` held across the
+        /// mutation would force one).
+        var families: [Family] = []
+        var names: [String] = []
+        var index: [String: Int] = [:]
+
+        /// The family's position if it exists with this kind test and label count.
+        func position(_ name: String, labels: Int, _ kindTest: (MetricKind) -> Bool) -> Int? {
+            guard let position = index[name], kindTest(families[position].kind),
+                  families[position].labelNames.count == labels else { return nil }
+            return position
+        }
+
+        mutating func add(_ position: Int, _ labelValues: [String], _ amount: Double) {
+            families[position].values[labelValues, default: 0] += amount
+        }
+
+        mutating func observe(_ position: Int, _ labelValues: [String], _ value: Double) {
+            let bounds = families[position].bounds
+            let bucket = bounds.firstIndex { value <= $0 } ?? bounds.count
+            families[position].histograms[labelValues, default: Histogram(
+                counts: Array(repeating: 0, count: bounds.count + 1), sum: 0)].counts[bucket] += 1
+            families[position].histograms[labelValues]!.sum += value
+        }
     }
 
     private let state = Mutex(State())
@@ -103,9 +126,10 @@ package final class MetricsRegistry: Sendable {
         precondition(zip(buckets, buckets.dropFirst()).allSatisfy { $0 < $1 }, "buckets must ascend")
         precondition(!labels.contains("le") && labels.allSatisfy(Self.isValidLabelName), "invalid label names")
         state.withLock { state in
-            guard state.families[name] == nil else { return }
-            state.order.append(name)
-            state.families[name] = Family(help: help, kind: kind, labelNames: labels, bounds: buckets)
+            guard state.index[name] == nil else { return }
+            state.index[name] = state.families.count
+            state.names.append(name)
+            state.families.append(Family(help: help, kind: kind, labelNames: labels, bounds: buckets))
         }
     }
 
@@ -113,41 +137,47 @@ package final class MetricsRegistry: Sendable {
     /// metric must never take a request down.
     package func increment(_ name: String, _ labelValues: [String] = [], by amount: Double = 1) {
         state.withLock { state in
-            guard let family = state.families[name], family.kind != .histogram,
-                  family.labelNames.count == labelValues.count else { return }
-            state.families[name]!.values[labelValues, default: 0] += amount
+            guard let position = state.position(name, labels: labelValues.count, { $0 != .histogram }) else { return }
+            state.add(position, labelValues, amount)
         }
     }
 
     package func set(_ name: String, _ labelValues: [String] = [], to value: Double) {
         state.withLock { state in
-            guard let family = state.families[name], family.kind == .gauge,
-                  family.labelNames.count == labelValues.count else { return }
-            state.families[name]!.values[labelValues] = value
+            guard let position = state.position(name, labels: labelValues.count, { $0 == .gauge }) else { return }
+            state.families[position].values[labelValues] = value
         }
     }
 
     package func observe(_ name: String, _ labelValues: [String] = [], _ value: Double) {
         state.withLock { state in
-            guard let family = state.families[name], family.kind == .histogram,
-                  family.labelNames.count == labelValues.count else { return }
-            let bucket = family.bounds.firstIndex { value <= $0 } ?? family.bounds.count
-            state.families[name]!.histograms[labelValues, default: Histogram(
-                counts: Array(repeating: 0, count: family.bounds.count + 1), sum: 0)].counts[bucket] += 1
-            state.families[name]!.histograms[labelValues]!.sum += value
+            guard let position = state.position(name, labels: labelValues.count, { $0 == .histogram }) else { return }
+            state.observe(position, labelValues, value)
+        }
+    }
+
+    /// A counter increment and a histogram observation under one lock (one per HTTP request).
+    package func incrementAndObserve(counter: String, _ counterLabels: [String], histogram: String,
+                                     _ histogramLabels: [String], _ value: Double) {
+        state.withLock { state in
+            if let position = state.position(counter, labels: counterLabels.count, { $0 != .histogram }) {
+                state.add(position, counterLabels, 1)
+            }
+            if let position = state.position(histogram, labels: histogramLabels.count, { $0 == .histogram }) {
+                state.observe(position, histogramLabels, value)
+            }
         }
     }
 
     /// The current value of one series (tests, and anything that wants to read a counter back).
     package func value(_ name: String, _ labelValues: [String] = []) -> Double? {
-        state.withLock { $0.families[name]?.values[labelValues] }
+        state.withLock { state in state.index[name].flatMap { state.families[$0].values[labelValues] } }
     }
 
     /// Every family, in declaration order; series sorted by their label values so scrapes diff well.
     package var families: [MetricFamily] {
         let state = self.state.withLock { $0 }
-        return state.order.compactMap { name in
-            guard let family = state.families[name] else { return nil }
+        return zip(state.names, state.families).map { name, family in
             var out = MetricFamily(name: name, help: family.help, kind: family.kind)
             if family.kind == .histogram {
                 for (values, histogram) in family.histograms.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
@@ -278,11 +308,17 @@ package enum Metrics {
         return registry
     }()
 
+    private static let statusTexts: [String] = (0..<600).map(String.init)
+
+    private static func statusText(_ status: Int) -> String {
+        statusTexts.indices.contains(status) ? statusTexts[status] : String(status)
+    }
+
     /// One answered request. `route` is the route's stable name ("-" when none matched).
     package static func requestAnswered(listener: String, route: String, status: Int, seconds: Double) {
         let route = route == "-" ? "unmatched" : route
-        shared.increment("oob_http_requests_total", [listener, route, String(status)])
-        shared.observe("oob_http_request_duration_seconds", [listener, route], seconds)
+        shared.incrementAndObserve(counter: "oob_http_requests_total", [listener, route, statusText(status)],
+                                   histogram: "oob_http_request_duration_seconds", [listener, route], seconds)
     }
 
     /// `issuerId` is a configured issuer (the route checked it), so the label set stays bounded.

@@ -14,11 +14,11 @@ package struct HealthRoutes: Sendable {
         self.metrics = metrics
     }
 
+    private static let live = Responses.json(200, [("status", .string("live"))])
+
     package var routes: [Route] {
         [
-            Route("GET", "/health/live", name: "health.live") { _ in
-                Responses.json(200, [("status", .string("live"))])
-            },
+            Route("GET", "/health/live", name: "health.live", synchronous: { _ in Self.live }),
             Route("GET", "/health/ready", name: "health.ready") { context in
                 await self.ready(context)
             },

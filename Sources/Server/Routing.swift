@@ -28,6 +28,9 @@ package enum RouteAuthorization: Sendable {
 }
 
 package typealias RouteHandler = @Sendable (RouteContext) async -> HTTPResponse
+/// Answers on the event-loop thread when it can do so without waiting (health, a cached
+/// result, a refused request); nil hands the request on to the route's `RouteHandler`.
+package typealias ImmediateRouteHandler = @Sendable (RouteContext) -> HTTPResponse?
 
 package struct Route: Sendable {
     enum Segment: Sendable, Hashable {
@@ -41,10 +44,12 @@ package struct Route: Sendable {
     package var authorization: RouteAuthorization
     var segments: [Segment]
     var handler: RouteHandler
+    var immediate: ImmediateRouteHandler?
 
     /// `template` like `/banking/d1/v1/issuers/{issuerId}/consumers/{consumerId}/authentication`.
+    /// `immediate` (never blocking, never waiting) is tried first on the event-loop thread.
     package init(_ method: String, _ template: String, name: String, authorization: RouteAuthorization = .none,
-                 handler: @escaping RouteHandler) {
+                 immediate: ImmediateRouteHandler? = nil, handler: @escaping RouteHandler) {
         self.method = method
         self.name = name
         self.authorization = authorization
@@ -52,6 +57,14 @@ package struct Route: Sendable {
             $0.hasPrefix("{") && $0.hasSuffix("}") ? .parameter : .literal(String($0))
         }
         self.handler = handler
+        self.immediate = immediate
+    }
+
+    /// A route that always answers at once on the event-loop thread.
+    package init(_ method: String, _ template: String, name: String, authorization: RouteAuthorization = .none,
+                 synchronous: @escaping @Sendable (RouteContext) -> HTTPResponse) {
+        self.init(method, template, name: name, authorization: authorization, immediate: synchronous,
+                  handler: { synchronous($0) })
     }
 }
 
@@ -74,7 +87,14 @@ package struct Router: Sendable {
     package func match(method: String, path: String) -> RouteMatch {
         guard path.hasPrefix("/") else { return .notFound }
         var segments: [String] = []
+        segments.reserveCapacity(8)
+        let escaped = path.utf8.contains(UInt8(ascii: "%"))
         for raw in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst() {
+            if !escaped {
+                // `path` is valid UTF-8 and `/` is ASCII: every segment is too, nothing to decode.
+                segments.append(String(Substring(raw)))
+                continue
+            }
             guard let decoded = PercentDecoding.decode(raw) else { return .badPath }
             segments.append(decoded)
         }
