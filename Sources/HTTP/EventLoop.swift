@@ -88,6 +88,8 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
 
     private struct Mailbox {
         var deliveries: [Delivery] = []
+        /// Task jobs enqueued from other threads (`TaskExecutor`).
+        var jobs: [UnownedJob] = []
         var wakePending = false
         /// Set, under the lock, just before the eventfd is closed: afterwards nothing writes to it.
         var closed = false
@@ -120,6 +122,8 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
     private var encoder = ResponseEncoder()
     /// Answers given on the loop thread itself during `handle`; applied right after it returns.
     private var immediateDeliveries: [Delivery] = []
+    /// Task jobs enqueued on the loop thread itself; run before the loop waits again.
+    private var localJobs: [UnownedJob] = []
     private let readBuffer: UnsafeMutableRawBufferPointer
     private let limits: HTTPParserLimits
     private let readAheadLimit: Int
@@ -158,7 +162,7 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
 
     /// Posts a response for the loop to write; dropped if the loop has ended.
     func deliver(_ response: HTTPResponse, connectionID: UInt64, requestID: UInt64) {
-        if loopThread.load(ordering: .relaxed) == UInt(pthread_self()) {
+        if onLoopThread {
             immediateDeliveries.append(Delivery(connectionID: connectionID, requestID: requestID, response: response))
             return
         }
@@ -170,6 +174,27 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
                 box.wakePending = true
                 Self.signal(wakeFD)
             }
+        }
+    }
+
+    /// Whether the caller runs on this loop's thread (then loop-thread state may be touched).
+    private var onLoopThread: Bool { loopThread.load(ordering: .relaxed) == UInt(pthread_self()) }
+
+    /// Queues a task job to run on the loop thread; false once the loop has ended.
+    fileprivate func post(_ job: UnownedJob) -> Bool {
+        if onLoopThread {
+            localJobs.append(job)
+            return true
+        }
+        let wakeFD = self.wakeFD
+        return mailbox.withLock { box in
+            guard !box.closed else { return false }
+            box.jobs.append(job)
+            if !box.wakePending {
+                box.wakePending = true
+                Self.signal(wakeFD)
+            }
+            return true
         }
     }
 
@@ -217,7 +242,8 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
             case .running:
                 break
             }
-            let timeoutMilliseconds = Int32(clamping: max(0, (nextSweep - monotonicNanoseconds()) / 1_000_000 + 1))
+            let timeoutMilliseconds = localJobs.isEmpty
+                ? Int32(clamping: max(0, (nextSweep - monotonicNanoseconds()) / 1_000_000 + 1)) : 0
             let count = events.withUnsafeMutableBytes { buffer in
                 calls.epollWait(epollFD, buffer.baseAddress, 256, timeoutMilliseconds)
             }
@@ -234,6 +260,7 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
                 default: connectionEvent(event.data, events: event.events)
                 }
             }
+            runLocalJobs()
             applyImmediateDeliveries(servicing: nil)
             let now = monotonicNanoseconds()
             if now >= nextSweep {
@@ -499,13 +526,27 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
     private func processMailbox() {
         var counter: UInt64 = 0
         _ = read(wakeFD, &counter, MemoryLayout<UInt64>.size)
-        let deliveries = mailbox.withLock { box in
+        let (deliveries, jobs) = mailbox.withLock { box in
             box.wakePending = false
-            let taken = box.deliveries
+            let taken = (box.deliveries, box.jobs)
             box.deliveries.removeAll()
+            box.jobs.removeAll()
             return taken
         }
         for delivery in deliveries { apply(delivery, service: true) }
+        localJobs.append(contentsOf: jobs)
+        runLocalJobs()
+    }
+
+    /// Runs the task jobs queued for this loop (a bounded round: jobs they enqueue wait for the
+    /// next one, after epoll had its turn), then writes the answers they gave.
+    private func runLocalJobs() {
+        guard !localJobs.isEmpty else { return }
+        let jobs = localJobs
+        localJobs.removeAll(keepingCapacity: true)
+        let executor = asUnownedTaskExecutor()
+        for job in jobs { job.runSynchronously(on: executor) }
+        applyImmediateDeliveries(servicing: nil)
     }
 
     /// Queues a handler's answer on its connection (if it is still the awaited one).
@@ -650,5 +691,18 @@ extension Substring {
         while let first = text.first, set.contains(first) { text.removeFirst() }
         while let last = text.last, set.contains(last) { text.removeLast() }
         return text
+    }
+}
+
+/// A request's task can run on the loop that received it: a continuation resumed by a database
+/// thread then hops straight back to this loop (no cooperative-pool thread in between), and the
+/// answer is written without the mailbox. Handlers running here must never block.
+extension EventLoop: TaskExecutor {
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        if !post(job) {
+            // The loop has ended (shutdown): run it elsewhere rather than lose the task.
+            globalConcurrentExecutor.enqueue(job)
+        }
     }
 }

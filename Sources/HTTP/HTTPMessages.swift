@@ -81,6 +81,14 @@ package final class HTTPResponder: Sendable {
         }
     }
 
+    /// The event loop that received the request, as a task executor: a handler's task started
+    /// with this preference runs on that loop's thread (it must never block). Nil in tests
+    /// without sockets.
+    package var taskExecutor: (any TaskExecutor)? {
+        if case .connection(let loop, _, _, _) = target { return loop }
+        return nil
+    }
+
     /// Whether `respond` has been called.
     package var hasResponded: Bool { answered.load(ordering: .acquiring) }
 

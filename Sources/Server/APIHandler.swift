@@ -79,7 +79,8 @@ package final class APIHandler: HTTPHandler {
                         responder: responder)
                 return
             }
-            Task {
+            // On the receiving loop's thread: the database thread's answer hops straight back.
+            Task(executorPreference: responder.taskExecutor) {
                 let response = await route.handler(context)
                 self.respond(response, route: route.name, request: request, logger: logger, started: started,
                              responder: responder)
