@@ -1,4 +1,5 @@
 import CLibPQ
+import Glibc
 
 /// A named statement each connection prepares once (lazily, on first use) and then executes by
 /// name, so the server parses and plans it once per connection. Parameters are text; the server
@@ -247,6 +248,67 @@ package final class PostgresConnection {
         default:
             return false
         }
+    }
+
+    // MARK: Notifications (PostgresNotificationListener)
+
+    /// Sends one statement without waiting for its answer (`PQsendQueryParams`); the answer is
+    /// collected by `collectResults` once `consumeInput` has read it.
+    func send(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) {
+        try checkUsable("send")
+        let sent = withCStringArray(parameters) { values in
+            PQsendQueryParams(handle, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+        }
+        guard let sent else { throw nulByteError(parameters, operation: "send") }
+        guard sent == 1 else { throw connectionError(operation: "send") }
+    }
+
+    /// Waits with poll(2) until the server has sent something or `timeoutMilliseconds` pass.
+    /// False on timeout or on an interrupted wait (EINTR: the caller's loop simply comes back).
+    func waitUntilReadable(timeoutMilliseconds: Int32) throws(PostgresError) -> Bool {
+        let socket = PQsocket(handle)
+        guard socket >= 0 else { throw connectionError(operation: "poll") }
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, max(timeoutMilliseconds, 0))
+        if ready < 0 {
+            let code = errno
+            if code == EINTR { return false }
+            markedBroken = true
+            throw PostgresError(kind: .connectionLost, operation: "poll", detailMessage: "poll failed (errno \(code))")
+        }
+        return ready > 0
+    }
+
+    /// Reads what the server has sent so far into libpq's buffer, never blocking
+    /// (https://www.postgresql.org/docs/current/libpq-async.html).
+    func consumeInput() throws(PostgresError) {
+        try checkUsable("receive")
+        guard PQconsumeInput(handle) == 1 else { throw connectionError(operation: "receive") }
+    }
+
+    /// Takes the results of the statement `send` started that have arrived, without blocking:
+    /// true once the statement is complete, false while its answer is still on the way. A
+    /// failed statement throws.
+    func collectResults() throws(PostgresError) -> Bool {
+        while PQisBusy(handle) == 0 {
+            guard let result = PQgetResult(handle) else { return true }
+            _ = try rows(from: result, operation: "send")
+        }
+        return false
+    }
+
+    /// The notifications libpq has received, oldest first (`PQnotifies`, each freed with
+    /// `PQfreemem` once copied).
+    func takeNotifications() -> [PostgresNotification] {
+        var notifications: [PostgresNotification] = []
+        while let notify = PQnotifies(handle) {
+            notifications.append(PostgresNotification(
+                channel: notify.pointee.relname.map { String(cString: $0) } ?? "",
+                payload: notify.pointee.extra.map { String(cString: $0) } ?? "",
+                senderProcessID: notify.pointee.be_pid))
+            PQfreemem(notify)
+        }
+        return notifications
     }
 
     // MARK: Internals

@@ -120,6 +120,16 @@ begin
         using errcode = 'P0001', constraint = 'transitions_append_only';
 end $$;
 
+-- Instances answer polls from memory (final states; PENDING only while they are in step with this
+-- database): every change of state is announced at commit on channel oob_authentication_changed as
+-- "issuer_id/authentication_id", so each instance forgets what it held for it within milliseconds.
+-- Memory only speeds things up: nothing is lost if nobody listens.
+create or replace function authentications_notify_change() returns trigger language plpgsql as $$
+begin
+    perform pg_notify('oob_authentication_changed', new.issuer_id || '/' || new.authentication_id);
+    return null;
+end $$;
+
 do $$
 begin
     if not exists (select 1 from pg_trigger where tgname = 'authentications_guard') then
@@ -129,6 +139,10 @@ begin
     if not exists (select 1 from pg_trigger where tgname = 'authentications_no_delete') then
         create trigger authentications_no_delete before delete on authentications
             for each row execute function authentications_no_delete();
+    end if;
+    if not exists (select 1 from pg_trigger where tgname = 'authentications_notify_change') then
+        create trigger authentications_notify_change after update on authentications
+            for each row when (old.state is distinct from new.state) execute function authentications_notify_change();
     end if;
     if not exists (select 1 from pg_trigger where tgname = 'transitions_append_only') then
         create trigger transitions_append_only before update or delete on transitions
