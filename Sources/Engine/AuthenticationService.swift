@@ -115,6 +115,16 @@ package struct AuthenticationService: Sendable {
         return .status(record.status, record: record)
     }
 
+    /// `poll` answered from the store's memory without waiting, or nil when only `poll` can
+    /// answer (nothing in memory, or a PENDING the store cannot vouch for right now).
+    package func pollFromMemory(issuerId: String, consumerId: String, authenticationId: String) -> PollAnswer? {
+        guard let record = store.cachedRecord(issuerId: issuerId, authenticationId: authenticationId) else { return nil }
+        guard record.consumerId == consumerId else { return .notFound }
+        // Past its deadline a PENDING must be ended first, which only `poll` does.
+        if record.status.state == .pending && record.isPastDeadline { return nil }
+        return .status(record.status, record: record)
+    }
+
     /// The cardholder's decision: one compare-and-set from PENDING that only counts before the
     /// deadline (by the database's clock). Repeating it answers the same; anything else that
     /// finds the challenge ended is refused, logged, and changes nothing.

@@ -117,6 +117,14 @@ package protocol AuthenticationStore: Sendable {
     func recordRefused(_ attempt: RefusedAttempt) async throws
     /// The consumer's PENDING challenges whose deadline has not passed, newest first.
     func pendingChallenges(issuerId: String, consumerId: String, limit: Int) async throws -> [AuthenticationRecord]
+    /// What `find` would answer, if the store can tell from memory at once without waiting and
+    /// without it being stale (never PENDING past the deadline); nil sends the caller to `find`.
+    func cachedRecord(issuerId: String, authenticationId: String) -> AuthenticationRecord?
+}
+
+extension AuthenticationStore {
+    /// Stores without a memory of their own always go to `find`.
+    package func cachedRecord(issuerId: String, authenticationId: String) -> AuthenticationRecord? { nil }
 }
 
 package enum DecisionApplyResult: Sendable, Hashable {

@@ -1,6 +1,5 @@
-package import Engine
+import Engine
 package import Postgres
-import Synchronization
 
 /// Text-format PostgreSQL array literals for `unnest($n::text[])` parameters: every element is
 /// double-quoted with `\` and `"` escaped, NULL stays unquoted.
@@ -24,49 +23,6 @@ package enum PostgresArray {
     package static func integers(_ values: [Int?]) -> String {
         "{" + values.map { $0.map(String.init) ?? "NULL" }.joined(separator: ",") + "}"
     }
-}
-
-/// Final states never change (the database refuses it), so once read they can be answered
-/// from memory on any instance. PENDING is never cached: a decision made on another instance
-/// is visible to the next poll. Bounded; the oldest entries go first.
-package final class FinalStateCache: Sendable {
-    private struct State {
-        var records: [String: AuthenticationRecord] = [:]
-        var order: [String] = []
-        var head = 0
-    }
-
-    private let capacity: Int
-    private let state = Mutex(State())
-
-    package init(capacity: Int = 200_000) {
-        self.capacity = max(1, capacity)
-    }
-
-    static func key(_ issuerId: String, _ authenticationId: String) -> String { issuerId + "/" + authenticationId }
-
-    package func get(issuerId: String, authenticationId: String) -> AuthenticationRecord? {
-        state.withLock { $0.records[Self.key(issuerId, authenticationId)] }
-    }
-
-    package func remember(_ record: AuthenticationRecord) {
-        guard record.status.state != .pending else { return }
-        let key = Self.key(record.issuerId, record.authenticationId)
-        state.withLock { state in
-            guard state.records.updateValue(record, forKey: key) == nil else { return }
-            state.order.append(key)
-            if state.records.count > capacity {
-                state.records[state.order[state.head]] = nil
-                state.head += 1
-                if state.head > capacity {
-                    state.order.removeFirst(state.head)
-                    state.head = 0
-                }
-            }
-        }
-    }
-
-    package var count: Int { state.withLock { $0.records.count } }
 }
 
 /// The multi-row statements behind `PostgresAuthenticationStore`'s group commit.

@@ -131,7 +131,17 @@ package enum Commands {
                                       logger: logger.with("component", "sweeper"), metrics: metrics, scheduler: scheduler)
         let recovery = DeadlineRecovery(pool: pool, scheduler: scheduler, logger: logger.with("component", "recovery"))
 
-        let store = PostgresAuthenticationStore(pool: pool)
+        // Polls are answered from memory when it is certain: finals always; PENDING while the
+        // listener keeps this instance in step with the database (AuthenticationCache).
+        let pendingCache = settings.file.database.pendingCache
+        let cache = AuthenticationCache(cachesPending: pendingCache)
+        var listenerConfiguration = pool.configuration
+        listenerConfiguration.applicationName = "oob-engine-listen"
+        let listener = pendingCache
+            ? PostgresNotificationListener(configuration: listenerConfiguration, channel: AuthenticationCache.channel,
+                                           onEvent: cache.handle)
+            : nil
+        let store = PostgresAuthenticationStore(pool: pool, cache: cache)
         let service = AuthenticationService(store: store, deadlines: scheduler, onEnded: Metrics.authenticationEnded)
         // The push adapter and its durable outbox (nil: no push; the app lists challenges itself).
         var outbox: PushOutbox?
@@ -146,7 +156,7 @@ package enum Commands {
                                                afterMilliseconds: push.afterMilliseconds)
             }
             outbox = PushOutbox(pool: pool, adapter: adapter, configuration: push, deadlines: scheduler,
-                                instance: instance, logger: logger.with("component", "push"))
+                                instance: instance, logger: logger.with("component", "push"), cache: cache)
         }
         let wakeOutbox = outbox.map { box in { @Sendable in box.wake() } }
         let d1 = D1Routes(service: service, issuers: settings.file.issuers,
@@ -167,11 +177,13 @@ package enum Commands {
         let ops = HTTPServer(
             configuration: httpConfiguration(settings.opsListen, settings.file.http),
             handler: APIHandler(router: Router(HealthRoutes(pool: pool, recovery: recovery, metrics: metrics).routes
-                                               + OpsRoutes(pool: pool, deadlines: scheduler).routes
-                                               + MetricsRoutes(pool: pool, deadlines: metrics, outbox: outbox?.metrics).routes),
+                                               + OpsRoutes(pool: pool, deadlines: scheduler, cache: cache).routes
+                                               + MetricsRoutes(pool: pool, deadlines: metrics, outbox: outbox?.metrics,
+                                                               cache: cache).routes),
                                 logger: logger.with("listener", "ops"), tokens: tokens, listener: "ops"),
             log: httpLog(logger))
 
+        listener?.start()
         let apiPort: Int
         let opsPort: Int
         do {
@@ -179,6 +191,7 @@ package enum Commands {
             opsPort = try ops.start()
         } catch {
             api.shutdown()
+            listener?.shutdown()
             pool.shutdown()
             return fail("cannot listen: \(error)", code: 1)
         }
@@ -201,6 +214,7 @@ package enum Commands {
         otpOutbox.stop()
         sweeper.stop()
         scheduler.stop()
+        listener?.shutdown()
         pool.shutdown()
         logger.info("stopped")
         return 0

@@ -111,7 +111,7 @@ package struct EngineSettings: Sendable {
 ///   "issuers": [{"id": "ISSUER0001", "challengeTTLSeconds": 300}],
 ///   "authenticators": [{"issuerId": "ISSUER0001", "consumerId": "demo-consumer",
 ///                       "appInstanceId": "demo-app", "authnType": "BIOMETRIC"}],
-///   "database": {"poolSize": 16, "acquireTimeoutMilliseconds": 2000},
+///   "database": {"poolSize": 16, "acquireTimeoutMilliseconds": 2000, "pendingCache": true},
 ///   "http": {"maxBodyBytes": 65536, "maxConnections": 10000, "maxInFlightRequests": 4096,
 ///            "headerReadTimeoutSeconds": 10, "idleTimeoutSeconds": 60, "bodyReadTimeoutSeconds": 10},
 ///   "timer": {"tickMilliseconds": 50, "sweepIntervalSeconds": 5, "sweepGraceSeconds": 2}
@@ -133,12 +133,16 @@ package struct ConfigFile: Sendable {
 
     /// Defaults: 16 connections, 2 s to get one before answering 503; 10 s statement timeout
     /// (a call the server has not answered 1 s after it is ended by the pool: a frozen server
-    /// or stalled link gets a 503, not a hang); 5 s to open a connection.
+    /// or stalled link gets a 503, not a hang); 5 s to open a connection; PENDING polls answered
+    /// from memory while a LISTEN connection keeps this instance in step (`pendingCache`).
     package struct Database: Sendable, Hashable {
         package var poolSize = 16
         package var acquireTimeoutMilliseconds = 2000
         package var statementTimeoutMilliseconds = 10_000
         package var connectTimeoutSeconds = 5
+        /// false: every PENDING poll reads PostgreSQL (no listener connection); finals are
+        /// still answered from memory.
+        package var pendingCache = true
     }
 
     /// Defaults match `HTTPServerConfiguration`.
@@ -295,6 +299,7 @@ package struct ConfigFile: Sendable {
                 database, "statementTimeoutMilliseconds", path: "database", range: 100...600_000) ?? file.database.statementTimeoutMilliseconds
             file.database.connectTimeoutSeconds = try reader.int(
                 database, "connectTimeoutSeconds", path: "database", range: 2...60) ?? file.database.connectTimeoutSeconds
+            file.database.pendingCache = try reader.bool(database, "pendingCache", path: "database") ?? file.database.pendingCache
         }
         if let http = try reader.optionalObject(object, "http") {
             file.http.maxBodyBytes = try reader.int(http, "maxBodyBytes", path: "http", range: 1024...(16 << 20)) ?? file.http.maxBodyBytes
@@ -505,6 +510,14 @@ struct ConfigReader {
 
     func name(_ path: String, _ key: String) -> String {
         path.isEmpty ? "\(source) \(key)" : "\(source) \(path).\(key)"
+    }
+
+    func bool(_ object: JSONObject, _ key: String, path: String) throws(ConfigurationError) -> Bool? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .bool(let value)?: return value
+        default: throw ConfigurationError(name(path, key), "must be true or false")
+        }
     }
 
     func int(_ object: JSONObject, _ key: String, path: String, range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {

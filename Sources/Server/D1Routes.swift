@@ -30,7 +30,7 @@ package struct D1Routes: Sendable {
                 await self.authenticate(context)
             },
             Route("GET", Self.authenticationPath + "/{authenticationId}", name: "d1.authentication-result",
-                  authorization: Self.d1) { context in
+                  authorization: Self.d1, immediate: { context in self.pollFromMemory(context) }) { context in
                 await self.poll(context)
             },
         ]
@@ -91,30 +91,62 @@ package struct D1Routes: Sendable {
         }
     }
 
-    func poll(_ context: RouteContext) async -> HTTPResponse {
-        let issuer: ConfigFile.Issuer
-        let consumerId: String
+    /// The poll's issuer, consumerId and authenticationId from the path, or the answer to a bad one.
+    func pollTarget(_ context: RouteContext) -> Result<(ConfigFile.Issuer, String, String), HTTPResponseError> {
         switch issuerAndConsumer(context) {
-        case .failure(let failure): return failure.response
-        case .success(let found): (issuer, consumerId) = found
+        case .failure(let failure):
+            return .failure(failure)
+        case .success(let (issuer, consumerId)):
+            let authenticationId = context.parameters[2]
+            guard Identifier.isValidToken64(authenticationId) else {
+                return .failure(HTTPResponseError(Responses.error(400, "authenticationId must match ^[A-Za-z0-9_-]{1,64}$")))
+            }
+            return .success((issuer, consumerId, authenticationId))
         }
-        let authenticationId = context.parameters[2]
-        guard Identifier.isValidToken64(authenticationId) else {
-            return Responses.error(400, "authenticationId must match ^[A-Za-z0-9_-]{1,64}$")
+    }
+
+    func poll(_ context: RouteContext) async -> HTTPResponse {
+        let (issuer, consumerId, authenticationId): (ConfigFile.Issuer, String, String)
+        switch pollTarget(context) {
+        case .failure(let failure): return failure.response
+        case .success(let target): (issuer, consumerId, authenticationId) = target
         }
         do {
-            switch try await service.poll(issuerId: issuer.id, consumerId: consumerId, authenticationId: authenticationId) {
-            case .notFound:
-                return Responses.notFound()
-            case .status(let status, _):
-                var members: [(String, JSONValue)] = [("authenticationStatus", .string(status.state.rawValue))]
-                if let reason = status.reason, status.state == .authenticationFailed || status.state == .technicalError {
-                    members.append(("reason", .string(reason)))
-                }
-                return Responses.json(200, members)
-            }
+            return Self.pollResponse(try await service.poll(issuerId: issuer.id, consumerId: consumerId,
+                                                            authenticationId: authenticationId))
         } catch {
             return failureResponse(error, logger: context.logger.with("issuer_id", issuer.id), operation: "poll")
+        }
+    }
+
+    /// The poll answered on the event-loop thread when the path is bad or the store's memory
+    /// knows the answer (see `AuthenticationCache`); nil hands it to `poll`.
+    func pollFromMemory(_ context: RouteContext) -> HTTPResponse? {
+        switch pollTarget(context) {
+        case .failure(let failure):
+            return failure.response
+        case .success(let (issuer, consumerId, authenticationId)):
+            return service.pollFromMemory(issuerId: issuer.id, consumerId: consumerId, authenticationId: authenticationId)
+                .map(Self.pollResponse)
+        }
+    }
+
+    /// The answers without a reason, serialised once.
+    private static let plainStatusResponses: [AuthenticationState: HTTPResponse] = Dictionary(
+        uniqueKeysWithValues: [AuthenticationState.pending, .authenticated].map { state in
+            (state, Responses.json(200, [("authenticationStatus", .string(state.rawValue))]))
+        })
+
+    static func pollResponse(_ answer: PollAnswer) -> HTTPResponse {
+        switch answer {
+        case .notFound:
+            return Responses.notFound()
+        case .status(let status, _):
+            let hasReason = status.reason != nil && (status.state == .authenticationFailed || status.state == .technicalError)
+            if !hasReason, let ready = plainStatusResponses[status.state] { return ready }
+            var members: [(String, JSONValue)] = [("authenticationStatus", .string(status.state.rawValue))]
+            if hasReason, let reason = status.reason { members.append(("reason", .string(reason))) }
+            return Responses.json(200, members)
         }
     }
 }

@@ -347,13 +347,15 @@ package struct MetricsRoutes: Sendable {
     package var pool: PostgresPool
     package var deadlines: DeadlineMetrics?
     package var outbox: OutboxMetrics?
+    package var cache: AuthenticationCache?
     package var registry: MetricsRegistry
 
     package init(pool: PostgresPool, deadlines: DeadlineMetrics? = nil, outbox: OutboxMetrics? = nil,
-                 registry: MetricsRegistry = Metrics.shared) {
+                 cache: AuthenticationCache? = nil, registry: MetricsRegistry = Metrics.shared) {
         self.pool = pool
         self.deadlines = deadlines
         self.outbox = outbox
+        self.cache = cache
         self.registry = registry
     }
 
@@ -403,6 +405,7 @@ package struct MetricsRoutes: Sendable {
         }
         if let deadlines { families += Self.deadlineFamilies(deadlines.snapshot) }
         if let outbox { families += Self.outboxFamilies(outbox.snapshot) }
+        if let cache { families += Self.cacheFamilies(cache.statistics) }
         families += Self.processFamilies()
 
         var headers = HTTPHeaders()
@@ -449,6 +452,21 @@ package struct MetricsRoutes: Sendable {
                    help: "Push delivery attempts by outcome: delivered, retried, failed (for good), dropped (the challenge had ended).",
                    label: "outcome", [("delivered", Double(snapshot.delivered)), ("dropped", Double(snapshot.dropped)),
                                       ("failed", Double(snapshot.failed)), ("retried", Double(snapshot.retried))])]
+    }
+
+    static func cacheFamilies(_ statistics: AuthenticationCache.Statistics) -> [MetricFamily] {
+        [
+            .labelled("oob_poll_cache_hits_total", .counter,
+                      help: "Polls answered from this instance's memory, by the state answered (final, or PENDING while in step with the database).",
+                      label: "state", [("final", Double(statistics.finalHits)), ("pending", Double(statistics.pendingHits))]),
+            .single("oob_poll_cache_records", .gauge, help: "Authentications held in this instance's poll cache.",
+                    Double(statistics.records)),
+            .single("oob_poll_cache_invalidations_total", .counter,
+                    help: "Changes of state announced to this instance (each drops a cached PENDING).", Double(statistics.invalidations)),
+            .single("oob_poll_cache_listener_connected", .gauge,
+                    help: "1 while the LISTEN connection that keeps cached PENDING answers in step is up, else 0.",
+                    statistics.listening ? 1 : 0),
+        ]
     }
 
     static func processFamilies() -> [MetricFamily] {

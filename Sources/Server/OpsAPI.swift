@@ -175,10 +175,14 @@ package enum OpsQueries {
 package struct OpsRoutes: Sendable {
     package var pool: PostgresPool
     package var deadlines: any DeadlineTracker
+    /// This instance's poll cache: an expiry here shows in its polls at once (other instances
+    /// learn of it from the database's notification).
+    package var cache: AuthenticationCache?
 
-    package init(pool: PostgresPool, deadlines: any DeadlineTracker) {
+    package init(pool: PostgresPool, deadlines: any DeadlineTracker, cache: AuthenticationCache? = nil) {
         self.pool = pool
         self.deadlines = deadlines
+        self.cache = cache
     }
 
     static let ops = RouteAuthorization.bearer(.ops, issuerParameter: nil)
@@ -328,6 +332,7 @@ package struct OpsRoutes: Sendable {
             let outcome = try await pool.withConnection {
                 try OpsQueries.expire(issuerId: ids.0, authenticationId: ids.1, reason: reason, actor: actor, on: $0)
             }
+            cache?.invalidate(issuerId: ids.0, authenticationId: ids.1)
             switch outcome {
             case .expired(let record):
                 if case .object(let object) = record, let id = object["id"]?.int64Value { deadlines.forget(id: UInt64(id)) }

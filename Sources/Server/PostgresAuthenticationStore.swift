@@ -6,11 +6,12 @@ package import Postgres
 /// transition is a compare-and-set from PENDING (`... WHERE state = 'PENDING'`).
 ///
 /// Under concurrency, creates, reads and decisions are group-committed (`Batcher`): the
-/// requests waiting at the same moment share one multi-row statement. Final states, which never
-/// change, are answered from `finalStates` once read.
+/// requests waiting at the same moment share one multi-row statement. Every record read or
+/// written goes into `cache`, which answers finals always and PENDING while it is provably in
+/// step with the database (see `AuthenticationCache`).
 package struct PostgresAuthenticationStore: AuthenticationStore {
     package let pool: PostgresPool
-    package let finalStates: FinalStateCache
+    package let cache: AuthenticationCache
     private let creates: Batcher<NewAuthentication, CreateResult>
     private let finds: Batcher<FindKey, AuthenticationRecord?>
     private let decisions: Batcher<DecisionInput, DecisionApplyResult>
@@ -27,10 +28,10 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     }
 
     /// `maxInFlight` statements of each kind at once, each carrying up to `maxBatch` requests.
-    package init(pool: PostgresPool, maxInFlight: Int = 4, maxBatch: Int = 256, finalStateCacheSize: Int = 200_000) {
+    package init(pool: PostgresPool, maxInFlight: Int = 4, maxBatch: Int = 256,
+                 cache: AuthenticationCache = AuthenticationCache()) {
         self.pool = pool
-        let cache = FinalStateCache(capacity: finalStateCacheSize)
-        finalStates = cache
+        self.cache = cache
         creates = Batcher(pool: pool, maxInFlight: maxInFlight, maxBatch: maxBatch,
                           key: { $0.issuerId + "/" + $0.request.authenticationId }) { items, connection in
             try Self.createBatch(items, on: connection, cache: cache)
@@ -104,8 +105,12 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     }
 
     package func find(issuerId: String, authenticationId: String) async throws -> AuthenticationRecord? {
-        if let final = finalStates.get(issuerId: issuerId, authenticationId: authenticationId) { return final }
+        if let known = cache.get(issuerId: issuerId, authenticationId: authenticationId) { return known }
         return try await finds.submit(FindKey(issuerId: issuerId, authenticationId: authenticationId))
+    }
+
+    package func cachedRecord(issuerId: String, authenticationId: String) -> AuthenticationRecord? {
+        cache.get(issuerId: issuerId, authenticationId: authenticationId)
     }
 
     package func applyDecision(_ request: DecisionRequest, target: AuthenticationStatus, actor: String) async throws -> DecisionApplyResult {
@@ -115,7 +120,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     /// One statement for many creates; what neither got inserted nor was visible (a concurrent
     /// insert committed after the statement's snapshot) is retried one by one.
     static func createBatch(_ items: [NewAuthentication], on connection: PostgresConnection,
-                            cache: FinalStateCache) throws -> [Result<CreateResult, any Error>] {
+                            cache: AuthenticationCache) throws -> [Result<CreateResult, any Error>] {
         func column(_ value: (NewAuthentication) -> String?) -> String? { PostgresArray.text(items.map(value)) }
         let parameters: [String?] = [
             column { $0.issuerId }, column { $0.request.authenticationId }, column { $0.consumerId },
@@ -124,11 +129,12 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
             PostgresArray.integers(items.map { $0.challengeTTLSeconds }), column { $0.actor },
             PostgresArray.integers(items.map { $0.pushDeliveryDeadlineSeconds }),
         ]
+        let since = cache.sequence
         let rows = try connection.execute(BatchedStatements.insert, parameters)
         var found: [String: CreateResult] = [:]
         for row in 0..<rows.count {
             let record = try Self.record(rows, row)
-            cache.remember(record)
+            cache.remember(record, since: since)
             found[record.issuerId + "/" + record.authenticationId] = rows.string(row, "kind") == "inserted"
                 ? .created(record) : .existing(record)
         }
@@ -156,31 +162,33 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     }
 
     static func findBatch(_ keys: [FindKey], on connection: PostgresConnection,
-                          cache: FinalStateCache) throws -> [Result<AuthenticationRecord?, any Error>] {
+                          cache: AuthenticationCache) throws -> [Result<AuthenticationRecord?, any Error>] {
+        let since = cache.sequence
         let rows = try connection.execute(BatchedStatements.find, [PostgresArray.text(keys.map(\.issuerId)),
                                                                    PostgresArray.text(keys.map(\.authenticationId))])
         var found: [FindKey: AuthenticationRecord] = [:]
         for row in 0..<rows.count {
             let record = try Self.record(rows, row)
-            cache.remember(record)
+            cache.remember(record, since: since)
             found[FindKey(issuerId: record.issuerId, authenticationId: record.authenticationId)] = record
         }
         return keys.map { .success(found[$0]) }
     }
 
     static func decideBatch(_ items: [DecisionInput], on connection: PostgresConnection,
-                            cache: FinalStateCache) throws -> [Result<DecisionApplyResult, any Error>] {
+                            cache: AuthenticationCache) throws -> [Result<DecisionApplyResult, any Error>] {
         let parameters: [String?] = [
             PostgresArray.text(items.map { $0.request.issuerId }), PostgresArray.text(items.map { $0.request.authenticationId }),
             PostgresArray.text(items.map { $0.request.appInstanceId }), PostgresArray.text(items.map { $0.target.state.rawValue }),
             PostgresArray.text(items.map { $0.target.reason }), PostgresArray.text(items.map { $0.actor }),
         ]
+        let since = cache.sequence
         let rows = try connection.execute(BatchedStatements.decide, parameters)
         var found: [String: DecisionApplyResult] = [:]
         var stale: [FindKey] = []
         for row in 0..<rows.count {
             let record = try Self.record(rows, row)
-            cache.remember(record)
+            cache.remember(record, since: since)
             let key = record.issuerId + "/" + record.authenticationId
             if rows.string(row, "kind") == "applied" {
                 found[key] = .applied(record)
@@ -205,9 +213,10 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     }
 
     package func transition(_ request: TransitionRequest) async throws -> TransitionResult {
+        let since = cache.sequence
         let result = try await pool.withConnection { connection in try Self.transition(request, on: connection) }
         switch result {
-        case .applied(let record), .unchanged(let record): finalStates.remember(record)
+        case .applied(let record), .unchanged(let record): cache.remember(record, since: since)
         case .notFound: break
         }
         return result

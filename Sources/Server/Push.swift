@@ -217,12 +217,16 @@ package final class PushOutbox: Sendable {
     private let actor: String
     private let logger: Logger
     package let metrics: OutboxMetrics
+    /// This instance's poll cache: a challenge ended here shows in its polls at once.
+    private let cache: AuthenticationCache?
     private let wakeUp = DispatchSemaphore(value: 0)
     private let stopping = Mutex(false)
     private let running = Mutex(0)
 
     package init(pool: PostgresPool, adapter: any PushAdapter, configuration: ConfigFile.Push,
-                 deadlines: any DeadlineTracker, instance: String, logger: Logger, metrics: OutboxMetrics = OutboxMetrics()) {
+                 deadlines: any DeadlineTracker, instance: String, logger: Logger, metrics: OutboxMetrics = OutboxMetrics(),
+                 cache: AuthenticationCache? = nil) {
+        self.cache = cache
         self.pool = pool
         self.adapter = adapter
         self.configuration = configuration
@@ -336,6 +340,7 @@ package final class PushOutbox: Sendable {
         let result = try pool.withConnectionBlocking { connection in
             try PostgresAuthenticationStore.transition(request, on: connection)
         }
+        cache?.invalidate(issuerId: issuerId, authenticationId: authenticationId)
         if case .applied(let record) = result {
             deadlines.forget(id: record.id)
             Metrics.authenticationEnded(record.status, cause: .push)
