@@ -144,7 +144,9 @@ import Testing
             ("oob_db_pool_size", "gauge"), ("oob_db_pool_connections_open", "gauge"), ("oob_db_pool_in_use", "gauge"),
             ("oob_db_pool_waiting", "gauge"), ("oob_db_pool_acquire_wait_seconds", "summary"),
             ("oob_db_pool_acquire_timeouts", "counter"), ("oob_process_uptime_seconds", "gauge"),
-            ("oob_process_resident_memory_bytes", "gauge"),
+            ("oob_process_resident_memory_bytes", "gauge"), ("oob_poll_cache_hits", "counter"),
+            ("oob_poll_cache_records", "gauge"), ("oob_poll_cache_invalidations", "counter"),
+            ("oob_poll_cache_listener_connected", "gauge"),
         ]
         for (name, type) in expected {
             // The parser names a counter's family without `_total`.
@@ -276,6 +278,9 @@ import Testing
         // Requests share pooled statements under load (group commit): at least one acquisition.
         #expect(delta("oob_db_pool_acquire_wait_seconds_count") >= 1)
         #expect(after.value("oob_database_up") == 1)
+        // The decided and the NO_AUTHENTICATOR one were answered from memory.
+        #expect(delta("oob_poll_cache_hits_total", ["state": "final"]) >= 2)
+        #expect(after.value("oob_poll_cache_listener_connected") == 1)
         try await engine.stop()
     }
 
