@@ -119,6 +119,9 @@ package final class PostgresNotificationListener: Sendable {
             do {
                 let connection = try PostgresConnection.connect(configuration)
                 _ = try connection.query("listen \"\(channel)\"")
+                // A heartbeat needs no durability: its commit need not wait for the WAL flush
+                // (committing a NOTIFY holds a database-wide lock until the commit is done).
+                _ = try connection.query("set synchronous_commit = off")
                 backoff = initialBackoff
                 state.withLock { $0.backendProcessID = connection.backendProcessID }
                 onEvent(.connected)
