@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 import HTTP
 import Postgres
+import Synchronization
 
 /// The `oob-engine` command line: serve, migrate, help.
 package enum Commands {
@@ -137,9 +138,12 @@ package enum Commands {
         let cache = AuthenticationCache(cachesPending: pendingCache)
         var listenerConfiguration = pool.configuration
         listenerConfiguration.applicationName = "oob-engine-listen"
+        let listenerLog = ListenerLog(logger: logger.with("component", "poll-cache"))
         let listener = pendingCache
-            ? PostgresNotificationListener(configuration: listenerConfiguration, channel: AuthenticationCache.channel,
-                                           onEvent: cache.handle)
+            ? PostgresNotificationListener(configuration: listenerConfiguration, channel: AuthenticationCache.channel) { event in
+                cache.handle(event)
+                listenerLog.record(event)
+            }
             : nil
         let store = PostgresAuthenticationStore(pool: pool, cache: cache)
         let service = AuthenticationService(store: store, deadlines: scheduler, onEnded: Metrics.authenticationEnded)
@@ -218,6 +222,31 @@ package enum Commands {
         pool.shutdown()
         logger.info("stopped")
         return 0
+    }
+
+    /// One log line when the poll cache's listener connects or is lost, not one per retry.
+    final class ListenerLog: Sendable {
+        private let logger: Logger
+        private let connected = Mutex<Bool?>(nil)
+
+        init(logger: Logger) {
+            self.logger = logger
+        }
+
+        func record(_ event: PostgresNotificationListener.Event) {
+            let now: Bool
+            switch event {
+            case .connected: now = true
+            case .disconnected: now = false
+            case .notification, .heartbeat: return
+            }
+            guard connected.withLock({ state in defer { state = now }; return state != now }) else { return }
+            if now {
+                logger.info("listening for changes: PENDING polls are answered from memory while in step")
+            } else {
+                logger.warning("change listener not connected: every PENDING poll reads the database until it is back")
+            }
+        }
     }
 
     /// Names this process in the transitions log (`timer@host:pid`), so an operator can tell
