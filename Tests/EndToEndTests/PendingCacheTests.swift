@@ -8,26 +8,48 @@ import Testing
 @Suite(.serialized) struct PendingCacheTests {
     static let pendingHits = #"oob_poll_cache_hits_total{state="pending"}"#
 
+    /// What `pollUntil` saw, in seconds from its start.
+    struct Observed {
+        /// When the last request answered PENDING was sent (0 if none was).
+        var lastPendingSent = 0.0
+        /// When the first answer with the expected state arrived (nil: none within the timeout).
+        var expectedReceived: Double?
+        /// Answers other than PENDING before the expected one.
+        var others: [String] = []
+    }
+
     /// Polls `path` on a kept-alive connection until the answer's `authenticationStatus` is
-    /// `expected` or `timeout` passes: the time it took in seconds (nil: never), and any answer
-    /// before it other than PENDING. Blocking: call it off the cooperative pool.
+    /// `expected` or `timeout` passes. Blocking: call it off the cooperative pool.
+    ///
+    /// Started once the change has committed (its answer has arrived), it measures staleness
+    /// from below: a request answered PENDING was answered no earlier than it was sent, so
+    /// `lastPendingSent` is at most how long after the commit PENDING was still answered,
+    /// whatever the machine's load does to round trips.
     static func pollUntil(_ engine: EngineProcess, _ path: String, token: String, expected: String,
-                          timeout: Duration = .seconds(5)) throws -> (seconds: Double?, others: [String]) {
+                          timeout: Duration = .seconds(5)) throws -> Observed {
         var connection = try RawHTTPConnection(port: engine.apiPort)
         let request = HTTPClient.request("GET", path, headers: [("Authorization", "Bearer " + token)])
         let started = ContinuousClock.now
-        var others: [String] = []
+        var observed = Observed()
         while ContinuousClock.now - started < timeout {
+            let sent = ContinuousClock.now
             if (try? connection.send(request)) == nil {
                 connection = try RawHTTPConnection(port: engine.apiPort)
                 try connection.send(request)
             }
             guard let response = try connection.readResponse() else { throw TestSetupError("no answer") }
             let state = response.string("authenticationStatus") ?? "status \(response.status)"
-            if state == expected { return (DatabaseFaultTests.seconds(ContinuousClock.now - started), others) }
-            if state != "PENDING" { others.append(state) }
+            if state == expected {
+                observed.expectedReceived = DatabaseFaultTests.seconds(ContinuousClock.now - started)
+                return observed
+            }
+            if state == "PENDING" {
+                observed.lastPendingSent = DatabaseFaultTests.seconds(sent - started)
+            } else {
+                observed.others.append(state)
+            }
         }
-        return (nil, others)
+        return observed
     }
 
     /// Polls until this instance answers the PENDING from memory (its listener is connected and
@@ -55,8 +77,9 @@ import Testing
         let d1B = try b.d1Client()
         let appB = HTTPClient(port: b.apiPort, token: try b.token(client: "app"))
 
-        let delays = try await runOffPool { () throws -> [Double] in
+        let (delays, stalest) = try await runOffPool { () throws -> ([Double], [Double]) in
             var delays: [Double] = []
+            var stalest: [Double] = []
             for round in 0..<5 {
                 let id = TestEnvironment.uniqueID("cache\(round)")
                 let path = D1.authenticationPath() + "/" + id
@@ -70,19 +93,24 @@ import Testing
                 let decided = try appB.send("POST", "/app/v1/issuers/ISSUER0001/authentications/\(id)/decision",
                                             body: #"{"decision": "APPROVE", "appInstanceId": "alice-phone"}"#)
                 #expect(decided.status == 200)
-                let (seconds, others) = try Self.pollUntil(a, path, token: tokenA, expected: "AUTHENTICATED")
-                #expect(others.isEmpty, "only PENDING before AUTHENTICATED: \(others)")
-                let delay = try #require(seconds, "instance A never showed the decision made on B")
+                let observed = try Self.pollUntil(a, path, token: tokenA, expected: "AUTHENTICATED")
+                #expect(observed.others.isEmpty, "only PENDING before AUTHENTICATED: \(observed.others)")
+                let delay = try #require(observed.expectedReceived, "instance A never showed the decision made on B")
                 delays.append(delay)
-                // Generous for a loaded 2-core machine; the design bound is 100 ms.
+                // The issue's bound (the design's is 75 ms), independent of round-trip times.
+                #expect(observed.lastPendingSent < 0.1,
+                        "A answered PENDING to a request sent \(Int(observed.lastPendingSent * 1000)) ms after B's decision")
+                // Generous for a loaded 2-core machine: round trips included.
                 #expect(delay < 1.0, "A showed B's decision \(Int(delay * 1000)) ms after it was answered")
+                stalest.append(observed.lastPendingSent)
                 // And it stays final.
                 #expect(try d1A.send("GET", path).string("authenticationStatus") == "AUTHENTICATED")
             }
-            return delays
+            return (delays, stalest)
         }
-        let milliseconds = delays.map { String(format: "%.1f", $0 * 1000) }.joined(separator: ", ")
-        print("PendingCacheTests: A showed B's decision after [\(milliseconds)] ms (from B's answer to A's first AUTHENTICATED)")
+        func milliseconds(_ values: [Double]) -> String { values.map { String(format: "%.1f", $0 * 1000) }.joined(separator: ", ") }
+        print("PendingCacheTests: after B's decision was answered, A answered PENDING to requests sent up to "
+              + "[\(milliseconds(stalest))] ms later and AUTHENTICATED by [\(milliseconds(delays))] ms")
         try await a.stop()
         try await b.stop()
     }
@@ -104,12 +132,13 @@ import Testing
             let expired = try opsB.send("POST", "/ops/v1/issuers/ISSUER0001/authentications/\(id)/expire",
                                         body: #"{"reason": "cache drill"}"#)
             #expect(expired.status == 200)
-            let (seconds, others) = try Self.pollUntil(a, path, token: tokenA, expected: "AUTHENTICATION_FAILED")
-            #expect(others.isEmpty, "\(others)")
+            let observed = try Self.pollUntil(a, path, token: tokenA, expected: "AUTHENTICATION_FAILED")
+            #expect(observed.others.isEmpty, "\(observed.others)")
+            #expect(observed.lastPendingSent < 0.1)
             let final = try d1A.send("GET", path)
             #expect(final.string("authenticationStatus") == "AUTHENTICATION_FAILED")
             #expect(final.string("reason") == "expired")
-            return try #require(seconds, "instance A never showed the expiry made on B")
+            return try #require(observed.expectedReceived, "instance A never showed the expiry made on B")
         }
         #expect(delay < 1.0)
         print("PendingCacheTests: A showed B's operator expiry after \(String(format: "%.1f", delay * 1000)) ms")
