@@ -5,19 +5,25 @@ package import Postgres
 /// double-quoted with `\` and `"` escaped, NULL stays unquoted.
 package enum PostgresArray {
     package static func text(_ values: [String?]) -> String {
-        var out = "{"
-        out.reserveCapacity(values.count * 16)
+        // Built as UTF-8 bytes: `\` and `"` are ASCII, so they never occur inside a multi-byte
+        // sequence and escaping byte by byte is exact.
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(values.count * 24 + 2)
         for (index, value) in values.enumerated() {
-            if index > 0 { out += "," }
-            guard let value else { out += "NULL"; continue }
-            out += "\""
-            for character in value.unicodeScalars {
-                if character == "\\" || character == "\"" { out += "\\" }
-                out.unicodeScalars.append(character)
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            guard let value else {
+                out.append(contentsOf: "NULL".utf8)
+                continue
             }
-            out += "\""
+            out.append(UInt8(ascii: "\""))
+            for byte in value.utf8 {
+                if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { out.append(UInt8(ascii: "\\")) }
+                out.append(byte)
+            }
+            out.append(UInt8(ascii: "\""))
         }
-        return out + "}"
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     package static func integers(_ values: [Int?]) -> String {
