@@ -33,8 +33,9 @@ package enum PostgresArray {
 
 /// The multi-row statements behind `PostgresAuthenticationStore`'s group commit.
 package enum BatchedStatements {
-    /// Many Authenticates in one statement: inserts (with creation transitions and queued
-    /// pushes) what is new, and returns, in the same snapshot, what existed already.
+    /// Many Authenticates in one statement: inserts what is new, with creation transitions and
+    /// queued pushes, and returns it. Retries (ids that exist) are read afterwards, only when
+    /// there are any: the common case does no lookup beyond the insert's own conflict check.
     static let insert = PostgresStatement("authentication_insert_batch", """
         with input as (
             select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -66,10 +67,7 @@ package enum BatchedStatements {
             from inserted n join enrolled e using (issuer_id, authentication_id)
             where n.state = 'PENDING' and e.push_seconds is not null
         )
-        select 'inserted' as kind, \(PostgresAuthenticationStore.columns) from inserted
-        union all
-        select 'existing', \(PostgresAuthenticationStore.columns) from authentications
-        where (issuer_id, authentication_id) in (select issuer_id, authentication_id from input)
+        select \(PostgresAuthenticationStore.columns) from inserted
         """)
 
     static let find = PostgresStatement("authentication_find_batch", """

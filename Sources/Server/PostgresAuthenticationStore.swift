@@ -137,8 +137,15 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
         for row in 0..<rows.count {
             let record = try Self.record(rows, row)
             cache.remember(record, since: since)
-            found[record.issuerId + "/" + record.authenticationId] = rows.string(row, "kind") == "inserted"
-                ? .created(record) : .existing(record)
+            found[record.issuerId + "/" + record.authenticationId] = .created(record)
+        }
+        if rows.count < items.count {
+            // Retries of ids that exist: a new statement (a new snapshot) reads them all at once.
+            let existing = items.filter { found[$0.issuerId + "/" + $0.request.authenticationId] == nil }
+                .map { FindKey(issuerId: $0.issuerId, authenticationId: $0.request.authenticationId) }
+            for case .success(let record?) in try findBatch(existing, on: connection, cache: cache) {
+                found[record.issuerId + "/" + record.authenticationId] = .existing(record)
+            }
         }
         return items.map { item in
             if let result = found[item.issuerId + "/" + item.request.authenticationId] { return .success(result) }
