@@ -194,6 +194,21 @@ func benchJSONDecoding() throws {
 
 // MARK: - Database
 
+/// Removes the benchmark issuer's rows, with what refers to them (an earlier load run leaves
+/// transitions and outbox items); the append-only and no-delete triggers are off meanwhile.
+func deleteBenchAuthentications(_ connection: PostgresConnection) throws {
+    _ = try connection.query("alter table authentications disable trigger user")
+    _ = try connection.query("alter table transitions disable trigger user")
+    defer {
+        _ = try? connection.query("alter table authentications enable trigger user")
+        _ = try? connection.query("alter table transitions enable trigger user")
+    }
+    let mine = "(select id from authentications where issuer_id = 'BENCH00001')"
+    _ = try connection.query("delete from outbox where authentication_id in \(mine)")
+    _ = try connection.query("delete from transitions where authentication_id in \(mine)")
+    _ = try connection.query("delete from authentications where issuer_id = 'BENCH00001'")
+}
+
 /// Start-up recovery of 1,000,000 PENDING authentications through the engine's own code.
 func benchRecovery(url: String) throws {
     let pool = PostgresPool(configuration: PostgresConfiguration(url: url, poolSize: 2, statementTimeoutMilliseconds: 600_000))
@@ -201,9 +216,7 @@ func benchRecovery(url: String) throws {
     let count = Int(ProcessInfo.processInfo.environment["OOB_BENCH_RECOVERY_ROWS"] ?? "") ?? 1_000_000
     try pool.withConnectionBlocking { connection in
         try Migration.apply(connection)
-        _ = try connection.query("alter table authentications disable trigger user")
-        defer { _ = try? connection.query("alter table authentications enable trigger user") }
-        _ = try connection.query("delete from authentications where issuer_id = 'BENCH00001'")
+        try deleteBenchAuthentications(connection)
         _ = try connection.query("""
             insert into authentications (issuer_id, authentication_id, consumer_id, state, deadline)
             select 'BENCH00001', 'bench-' || g, 'bench-consumer', 'PENDING', now() + interval '1 hour' + g * interval '1 millisecond'
@@ -223,9 +236,7 @@ func benchRecovery(url: String) throws {
     precondition(scheduler.pendingCount >= count, "recovered \(scheduler.pendingCount) of \(count)")
     record("recovery of \(count) PENDING", seconds, "s", target: "≤ 1 s")
     try pool.withConnectionBlocking { connection in
-        _ = try connection.query("alter table authentications disable trigger user")
-        defer { _ = try? connection.query("alter table authentications enable trigger user") }
-        _ = try connection.query("delete from authentications where issuer_id = 'BENCH00001'")
+        try deleteBenchAuthentications(connection)
     }
 }
 

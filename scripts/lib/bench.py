@@ -212,8 +212,8 @@ def main():
     run = 0
     for scenario in ["authenticate", "poll", "decision", "mix"]:
         if scenario == "poll":
-            warm = wrk("warm.lua", api, 16, ["warm", d1, ISSUER, "bench-consumer", "2", "20000", app], 2)
-            log("poll warm-up: %.0f polls over the 20,000 targets" % (warm["rps"] * 2))
+            warm = wrk("warm.lua", api, 16, ["warm", d1, ISSUER, "bench-consumer", "2", "20000", app], 5)
+            log("poll warm-up: %.0f polls over the 20,000 targets" % (warm["rps"] * 5))
         for level in LEVELS:
             run += 1
             prefix = "r%d%s" % (run, scenario[:1])
