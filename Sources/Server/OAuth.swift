@@ -199,17 +199,17 @@ package final class TokenAuthority: Sendable {
     /// the configured key selected by `kid`, never from the token.
     package func verifyBearer(_ header: String?, scope: Scope) -> Result<JWTClaims, BearerFailureBox> {
         guard let header else { return .failure(BearerFailureBox(.missing)) }
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            return .failure(BearerFailureBox(.invalid("not a bearer token")))
-        }
         let now = Self.nowSeconds()
         let claims: JWTClaims
         if let known = verifiedTokens.withLock({ $0[header] }), known.exp > now, known.nbf <= now {
             // Verified before: the signature and the fixed claims cannot have changed (the key
-            // is the token's exact text); only the time window is checked again.
+            // is the header's exact text); only the time window is checked again.
             claims = known
         } else {
+            let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+                return .failure(BearerFailureBox(.invalid("not a bearer token")))
+            }
             do {
                 claims = try configuration.keys.verify(String(parts[1]), now: now,
                                                        issuer: configuration.issuer, audience: configuration.audience)

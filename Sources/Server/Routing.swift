@@ -86,33 +86,59 @@ package struct Router: Sendable {
 
     package func match(method: String, path: String) -> RouteMatch {
         guard path.hasPrefix("/") else { return .notFound }
-        var segments: [String] = []
-        segments.reserveCapacity(8)
-        let escaped = path.utf8.contains(UInt8(ascii: "%"))
-        for raw in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst() {
-            if !escaped {
-                // `path` is valid UTF-8 and `/` is ASCII: every segment is too, nothing to decode.
-                segments.append(String(Substring(raw)))
-                continue
+        var path = path
+        return path.withUTF8 { bytes in
+            // Segment boundaries as offsets into the path's bytes.
+            var bounds: [Range<Int>] = []
+            bounds.reserveCapacity(10)
+            var escaped = false
+            var start = 1
+            for index in 1..<bytes.count {
+                switch bytes[index] {
+                case UInt8(ascii: "/"):
+                    bounds.append(start..<index)
+                    start = index + 1
+                case UInt8(ascii: "%"):
+                    escaped = true
+                default:
+                    break
+                }
             }
-            guard let decoded = PercentDecoding.decode(raw) else { return .badPath }
-            segments.append(decoded)
+            bounds.append(start..<bytes.count)
+            if escaped {
+                var decoded: [[UInt8]] = []
+                for range in bounds {
+                    guard let text = PercentDecoding.decode(UnsafeBufferPointer(rebasing: bytes[range])) else { return .badPath }
+                    decoded.append(Array(text.utf8))
+                }
+                return match(method: method, count: decoded.count) { decoded[$0][...] }
+            }
+            // No escapes: segments are compared where they lie; only the matching route's
+            // parameters become Strings (`path` is valid UTF-8 and `/` is ASCII).
+            return match(method: method, count: bounds.count) { UnsafeBufferPointer(rebasing: bytes[bounds[$0]]) }
         }
+    }
+
+    private func match<Segment: Collection<UInt8>>(method: String, count: Int, segment: (Int) -> Segment) -> RouteMatch {
         var allowed: [String] = []
-        for route in routes where route.segments.count == segments.count {
-            var parameters: [String] = []
+        for route in routes where route.segments.count == count {
             var matches = true
-            for (segment, value) in zip(route.segments, segments) {
-                switch segment {
-                case .literal(let literal): if literal != value { matches = false }
-                case .parameter:
-                    // An empty segment is another path (`/a/1/b/` is not `/a/1/b/{y}`).
-                    if value.isEmpty { matches = false } else { parameters.append(value) }
+            for (index, expected) in route.segments.enumerated() {
+                switch expected {
+                case .literal(let literal): matches = literal.utf8.elementsEqual(segment(index))
+                // An empty segment is another path (`/a/1/b/` is not `/a/1/b/{y}`).
+                case .parameter: matches = !segment(index).isEmpty
                 }
                 if !matches { break }
             }
             guard matches else { continue }
-            if route.method == method { return .found(route, parameters: parameters) }
+            if route.method == method {
+                var parameters: [String] = []
+                for (index, expected) in route.segments.enumerated() where expected == .parameter {
+                    parameters.append(String(decoding: segment(index), as: UTF8.self))
+                }
+                return .found(route, parameters: parameters)
+            }
             if !allowed.contains(route.method) { allowed.append(route.method) }
         }
         return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
