@@ -165,7 +165,7 @@ def main():
     output = sys.argv[1]
     micro = json.load(open(sys.argv[2])) if len(sys.argv) > 2 and os.path.exists(sys.argv[2]) else {}
     results = {"micro": micro.get("benchmarks", []),"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds_per_run": SECONDS,
-               "machine": "%d cores, %s" % (os.cpu_count(), open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")),
+               "machine": "%d cores, %s" % (os.cpu_count(), open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" \t:")),
                "load": {}, "peaks": {}, "memory_mib": {}}
     scripts = pgbench_scripts()
     psql("delete from outbox; alter table authentications disable trigger user; alter table transitions disable trigger user;"
