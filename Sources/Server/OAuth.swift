@@ -34,6 +34,11 @@ package final class TokenAuthority: Sendable {
         /// PCI DSS 8.3.4: lock a client id after 10 failed attempts, for 15 minutes.
         package var maxFailures: Int = 10
         package var lockoutSeconds: Int64 = 900
+
+        package init(clients: [OAuthClient], keys: JWTKeySet) {
+            self.clients = clients
+            self.keys = keys
+        }
     }
 
     struct Throttle {
