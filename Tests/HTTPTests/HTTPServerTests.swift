@@ -110,6 +110,25 @@ import Testing
         }
     }
 
+    /// Answers given inside `handle` (on the loop thread, without the mailbox) and answers from
+    /// tasks running on the loop's executor, pipelined and mixed with ordinary ones.
+    @Test func answersFromTheLoopThreadKeepOrderAndKeepAlive() async throws {
+        try await withServer { port, _ in
+            let texts = try await offPool {
+                let client = try TestClient(port: port)
+                try client.send(request("GET", "/sync/1") + request("GET", "/loop/30") + request("GET", "/sync/2")
+                                + request("GET", "/delay/10") + request("GET", "/loop/0") + request("GET", "/sync/3"))
+                var texts = try (0..<6).map { _ in try client.readResponse()?.text }
+                // The connection stays usable afterwards.
+                try client.send(request("GET", "/sync/4"))
+                texts.append(try client.readResponse()?.text)
+                return texts
+            }
+            #expect(texts == ["GET /sync/1 ", "GET /loop/30 ", "GET /sync/2 ", "GET /delay/10 ", "GET /loop/0 ",
+                              "GET /sync/3 ", "GET /sync/4 "])
+        }
+    }
+
     @Test func headResponseHasNoBody() async throws {
         try await withServer { port, _ in
             let (head, next) = try await offPool {

@@ -148,7 +148,9 @@ func request(_ method: String, _ path: String, body: String? = nil, headers: [(S
 }
 
 /// Answers `METHOD path?query body`; `/delay/N` answers after N ms (on a task, out of order with
-/// respect to other connections); `/drop` releases the responder without answering.
+/// respect to other connections); `/sync/...` answers inside `handle` on the loop thread;
+/// `/loop/N` answers after N ms from a task on the loop's executor; `/drop` releases the
+/// responder without answering.
 struct EchoHandler: HTTPHandler {
     let seen = Seen()
 
@@ -166,6 +168,19 @@ struct EchoHandler: HTTPHandler {
         headers.add("X-Remote", request.remoteAddress)
         let response = HTTPResponse(status: 200, headers: headers, body: Array(text.utf8))
         if request.path == "/drop" { return }
+        if request.path.hasPrefix("/sync/") {
+            // Answered inside `handle`, on the loop's own thread.
+            responder.respond(response)
+            return
+        }
+        if request.path.hasPrefix("/loop/"), let milliseconds = Int(request.path.dropFirst(6)) {
+            // A task on the receiving loop's executor, suspended in between like a database call.
+            Task(executorPreference: responder.taskExecutor) {
+                try? await Task.sleep(for: .milliseconds(milliseconds))
+                responder.respond(response)
+            }
+            return
+        }
         if request.path.hasPrefix("/delay/"), let milliseconds = Int(request.path.dropFirst(7)) {
             Task {
                 try? await Task.sleep(for: .milliseconds(milliseconds))
