@@ -242,7 +242,11 @@ def main():
         run += 1
         prefix = "r%d%s" % (run, scenario[:1])
         if scenario in ("decision", "mix"):
-            seed_pending(prefix + "-", 200000 if scenario == "decision" else 60000)
+            # Fresh PENDING ids for each of the three runs below (a decision on a decided id
+            # would measure the refusal path instead).
+            final_ids = 100000 if scenario == "decision" else 30000
+            for tag, count in (("c", final_ids // 3), ("d", final_ids // 3), ("", final_ids)):
+                seed_pending(prefix + tag + "-", count)
         psql("checkpoint")
         target = 0.7 * engine_peak
         connections = PACED_CONNECTIONS
@@ -256,6 +260,11 @@ def main():
         probe = paced_run(cycle_ms / 2, 3, "c")
         latency_ms = max(0.0, connections / probe["rps"] * 1000.0 - cycle_ms / 2) if probe["rps"] else 0.0
         pause_ms = max(0.0, cycle_ms - latency_ms)
+        # A second probe at that pause: the latency grows with the load, so correct once more.
+        probe = paced_run(pause_ms, 3, "d")
+        if probe["rps"]:
+            latency_ms = max(0.0, connections / probe["rps"] * 1000.0 - pause_ms)
+            pause_ms = max(0.0, cycle_ms - latency_ms)
         paced = paced_run(pause_ms)
         results["peaks"][scenario] = {
             "engine_rps": engine_peak, "pgbench_tps": pgbench_peak, "ratio": engine_peak / pgbench_peak if pgbench_peak else None,
