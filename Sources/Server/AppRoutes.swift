@@ -52,9 +52,7 @@ package struct AppRoutes: Sendable {
         guard Identifier.isValidToken64(authenticationId) else {
             return Responses.error(400, "authenticationId must match ^[A-Za-z0-9_-]{1,64}$")
         }
-        if let contentType = context.request.headers["content-type"], !isJSON(contentType) {
-            return Responses.error(415, "Content-Type must be application/json")
-        }
+        if let refused = AppAPI.refuseNonJSON(context) { return refused }
         let decision: CardholderDecision
         let appInstanceId: String
         do {

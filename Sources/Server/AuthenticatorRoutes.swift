@@ -204,7 +204,7 @@ package struct AuthenticatorRoutes: Sendable {
     }
 }
 
-/// What the app backend's routes and issue 6's D1 routes share.
+/// What the consumer-scoped routes share (app backend, D1, ops): path checks and the JSON body rule.
 enum AppAPI {
     /// Every app-backend route: scope `app`, and the token's issuers must include the path's issuerId.
     static let app = RouteAuthorization.bearer(.app, issuerParameter: 0)
@@ -225,6 +225,7 @@ enum AppAPI {
         return .success((issuer, consumerId))
     }
 
+    /// 415 for a body declared as anything but JSON (no Content-Type is taken as JSON).
     static func refuseNonJSON(_ context: RouteContext) -> HTTPResponse? {
         if let contentType = context.request.headers["content-type"], !isJSON(contentType) {
             return Responses.error(415, "Content-Type must be application/json")

@@ -36,21 +36,9 @@ package struct D1Routes: Sendable {
         ]
     }
 
-    /// Checks issuerId and consumerId from the path. An unknown issuer answers 404, as an
-    /// unknown resource does.
+    /// Checks issuerId and consumerId from the path (the checks every consumer route shares).
     func issuerAndConsumer(_ context: RouteContext) -> Result<(ConfigFile.Issuer, String), HTTPResponseError> {
-        let issuerId = context.parameters[0]
-        let consumerId = context.parameters[1]
-        guard Identifier.isValidIssuerID(issuerId) else {
-            return .failure(HTTPResponseError(Responses.error(400, "issuerId must be exactly 10 characters")))
-        }
-        guard Identifier.isValidToken64(consumerId) else {
-            return .failure(HTTPResponseError(Responses.error(400, "consumerId must match ^[A-Za-z0-9_-]{1,64}$")))
-        }
-        guard let issuer = issuers[issuerId] else {
-            return .failure(HTTPResponseError(Responses.notFound()))
-        }
-        return .success((issuer, consumerId))
+        AppAPI.issuerAndConsumer(context, issuers)
     }
 
     func authenticate(_ context: RouteContext) async -> HTTPResponse {
@@ -60,9 +48,7 @@ package struct D1Routes: Sendable {
         case .failure(let failure): return failure.response
         case .success(let found): (issuer, consumerId) = found
         }
-        if let contentType = context.request.headers["content-type"], !isJSON(contentType) {
-            return Responses.error(415, "Content-Type must be application/json")
-        }
+        if let refused = AppAPI.refuseNonJSON(context) { return refused }
         let request: AuthenticateRequest
         do {
             request = try AuthenticateRequest.decode(context.request.body)

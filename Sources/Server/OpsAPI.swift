@@ -318,9 +318,7 @@ package struct OpsRoutes: Sendable {
         case .failure(let failure): return failure.response
         case .success(let found): ids = found
         }
-        if let contentType = context.request.headers["content-type"], !isJSON(contentType) {
-            return Responses.error(415, "Content-Type must be application/json")
-        }
+        if let refused = AppAPI.refuseNonJSON(context) { return refused }
         let body: JSONObject
         switch Self.reason(from: context.request.body) {
         case .failure(let failure): return failure.response
@@ -355,9 +353,7 @@ package struct OpsRoutes: Sendable {
     }
 
     func expireAll(_ context: RouteContext) async -> HTTPResponse {
-        if let contentType = context.request.headers["content-type"], !isJSON(contentType) {
-            return Responses.error(415, "Content-Type must be application/json")
-        }
+        if let refused = AppAPI.refuseNonJSON(context) { return refused }
         let body: JSONObject
         switch Self.reason(from: context.request.body) {
         case .failure(let failure): return failure.response
