@@ -116,16 +116,22 @@ package struct AuthenticatorRoutes: Sendable {
         }
     }
 
-    func enrol(_ context: RouteContext) async -> HTTPResponse {
-        let issuer: ConfigFile.Issuer
-        let consumerId: String
-        switch AppAPI.issuerAndConsumer(context, issuers) {
-        case .failure(let failure): return failure.response
-        case .success(let found): (issuer, consumerId) = found
+    /// issuerId, consumerId and appInstanceId from an authenticator path, or the answer to a bad one.
+    func appInstanceTarget(_ context: RouteContext) -> Result<(ConfigFile.Issuer, String, String), HTTPResponseError> {
+        AppAPI.issuerAndConsumer(context, issuers).flatMap { issuer, consumerId in
+            let appInstanceId = context.parameters[2]
+            guard Identifier.isPrintableText(appInstanceId, maxLength: 128) else {
+                return .failure(HTTPResponseError(Responses.error(400, "appInstanceId must be 1 to 128 printable characters")))
+            }
+            return .success((issuer, consumerId, appInstanceId))
         }
-        let appInstanceId = context.parameters[2]
-        guard Identifier.isPrintableText(appInstanceId, maxLength: 128) else {
-            return Responses.error(400, "appInstanceId must be 1 to 128 printable characters")
+    }
+
+    func enrol(_ context: RouteContext) async -> HTTPResponse {
+        let (issuer, consumerId, appInstanceId): (ConfigFile.Issuer, String, String)
+        switch appInstanceTarget(context) {
+        case .failure(let failure): return failure.response
+        case .success(let target): (issuer, consumerId, appInstanceId) = target
         }
         if let refused = AppAPI.refuseNonJSON(context) { return refused }
         let authnType: String
@@ -149,15 +155,10 @@ package struct AuthenticatorRoutes: Sendable {
     }
 
     func unenrol(_ context: RouteContext) async -> HTTPResponse {
-        let issuer: ConfigFile.Issuer
-        let consumerId: String
-        switch AppAPI.issuerAndConsumer(context, issuers) {
+        let (issuer, consumerId, appInstanceId): (ConfigFile.Issuer, String, String)
+        switch appInstanceTarget(context) {
         case .failure(let failure): return failure.response
-        case .success(let found): (issuer, consumerId) = found
-        }
-        let appInstanceId = context.parameters[2]
-        guard Identifier.isPrintableText(appInstanceId, maxLength: 128) else {
-            return Responses.error(400, "appInstanceId must be 1 to 128 printable characters")
+        case .success(let target): (issuer, consumerId, appInstanceId) = target
         }
         let logger = context.logger.with("issuer_id", issuer.id)
         do {
