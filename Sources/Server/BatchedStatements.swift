@@ -55,6 +55,9 @@ package enum BatchedStatements {
                    case when yes then null else '\(AuthenticationReason.noAuthenticator)' end,
                    now() + make_interval(secs => ttl)
             from enrolled
+            -- Key order: two batches inserting the same ids wait on each other's uncommitted
+            -- rows; taken in the same order, one waits for the other instead of deadlocking.
+            order by issuer_id, authentication_id
             on conflict (issuer_id, authentication_id) do nothing
             returning *
         ), logged as (
@@ -77,6 +80,7 @@ package enum BatchedStatements {
 
     /// Many cardholder decisions in one statement: each is a compare-and-set from PENDING that
     /// counts only before the deadline and only from an active authenticator of the consumer.
+    /// The rows are locked in id order first, so concurrent batches cannot deadlock.
     /// Returns the updated row (`applied`) or the row as it is (`current`) per decision found.
     package static let decide = PostgresStatement("authentication_decide_batch", """
         with input as (
@@ -88,9 +92,16 @@ package enum BatchedStatements {
                            where au.issuer_id = a.issuer_id and au.consumer_id = a.consumer_id
                              and au.app_instance_id = i.app_instance_id and au.active) as allowed
             from input i join authentications a using (issuer_id, authentication_id)
+        ), locked as (
+            -- Row locks in id order, the order every multi-row writer uses (the deadline
+            -- expirer too): two batches over the same rows then queue instead of deadlocking.
+            select a.id from authentications a
+            where a.id in (select row_id from target where allowed) and a.state = 'PENDING' and a.deadline > now()
+            order by a.id
+            for update
         ), updated as (
             update authentications a set state = t.to_state, reason = t.to_reason
-            from target t
+            from target t join locked l on l.id = t.row_id
             where a.id = t.row_id and t.allowed and a.state = 'PENDING' and a.deadline > now()
             returning a.*
         ), logged as (

@@ -99,10 +99,15 @@ package final class Batcher<Item: Sendable, Output: Sendable>: Sendable {
         }
     }
 
+    /// How often a batch that PostgreSQL rolled back as a deadlock or serialization failure is
+    /// run again before its requests get the error. The statements take their locks in one
+    /// order, so this is a second line of defence, not the expected path.
+    static var rolledBackRetries: Int { 2 }
+
     private func drain(_ connection: PostgresConnection) {
         while let batch = nextBatch() {
             do {
-                let results = try run(batch.map(\.item), connection)
+                let results = try runRetryingRollbacks(batch.map(\.item), connection)
                 for (waiter, result) in zip(batch, results) { waiter.continuation.resume(with: result) }
                 if results.count < batch.count {
                     for waiter in batch[results.count...] {
@@ -111,6 +116,20 @@ package final class Batcher<Item: Sendable, Output: Sendable>: Sendable {
                 }
             } catch {
                 for waiter in batch { waiter.continuation.resume(throwing: error) }
+            }
+        }
+    }
+
+    /// A single statement that PostgreSQL rolled back (40P01, 40001) wrote nothing, so running
+    /// it again cannot apply anything twice.
+    private func runRetryingRollbacks(_ items: [Item], _ connection: PostgresConnection) throws -> [Result<Output, any Error>] {
+        var attempt = 0
+        while true {
+            do {
+                return try run(items, connection)
+            } catch let error as PostgresError where error.kind == .queryFailed && error.isRetryable
+                && attempt < Self.rolledBackRetries {
+                attempt += 1
             }
         }
     }

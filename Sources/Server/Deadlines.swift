@@ -169,9 +169,15 @@ package final class DeadlineExpirer: Sendable {
     /// with its transition row, in one statement; returns what it ended (with lateness) and
     /// what the database does not consider due yet (clock skew between hosts).
     static let expireBatch = PostgresStatement("deadline_expire_batch", """
-        with ended as (
-            update authentications set state = 'AUTHENTICATION_FAILED', reason = '\(AuthenticationReason.expired)'
+        with locked as (
+            -- Row locks in id order, as the batched decisions take them: no deadlock between them.
+            select id from authentications
             where id = any($1::bigint[]) and state = 'PENDING' and deadline <= now()
+            order by id
+            for update
+        ), ended as (
+            update authentications set state = 'AUTHENTICATION_FAILED', reason = '\(AuthenticationReason.expired)'
+            where id in (select id from locked) and state = 'PENDING' and deadline <= now()
             returning id, deadline
         ), logged as (
             insert into transitions (authentication_id, from_state, to_state, cause, actor)

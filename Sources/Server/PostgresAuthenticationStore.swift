@@ -21,10 +21,16 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
         var authenticationId: String
     }
 
-    struct DecisionInput: Sendable {
-        var request: DecisionRequest
-        var target: AuthenticationStatus
-        var actor: String
+    package struct DecisionInput: Sendable {
+        package var request: DecisionRequest
+        package var target: AuthenticationStatus
+        package var actor: String
+
+        package init(request: DecisionRequest, target: AuthenticationStatus, actor: String) {
+            self.request = request
+            self.target = target
+            self.actor = actor
+        }
     }
 
     /// `maxInFlight` statements of each kind at once, each carrying up to `maxBatch` requests.
@@ -121,7 +127,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
 
     /// One statement for many creates; what neither got inserted nor was visible (a concurrent
     /// insert committed after the statement's snapshot) is retried one by one.
-    static func createBatch(_ items: [NewAuthentication], on connection: PostgresConnection,
+    package static func createBatch(_ items: [NewAuthentication], on connection: PostgresConnection,
                             cache: AuthenticationCache) throws -> [Result<CreateResult, any Error>] {
         func column(_ value: (NewAuthentication) -> String?) -> String? { PostgresArray.text(items.map(value)) }
         let parameters: [String?] = [
@@ -184,7 +190,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
         return keys.map { .success(found[$0]) }
     }
 
-    static func decideBatch(_ items: [DecisionInput], on connection: PostgresConnection,
+    package static func decideBatch(_ items: [DecisionInput], on connection: PostgresConnection,
                             cache: AuthenticationCache) throws -> [Result<DecisionApplyResult, any Error>] {
         let parameters: [String?] = [
             PostgresArray.text(items.map { $0.request.issuerId }), PostgresArray.text(items.map { $0.request.authenticationId }),
