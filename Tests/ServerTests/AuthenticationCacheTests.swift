@@ -220,6 +220,41 @@ import Testing
         #expect(get(cache, "n9999") == .pending)
     }
 
+    /// The insertion order is a fixed ring: many laps around it keep exact oldest-first eviction,
+    /// and a slot freed by an invalidation is taken again without disturbing the order.
+    @Test func evictionStaysOldestFirstOverManyLapsOfTheRing() {
+        let capacity = 5
+        let cache = cache(capacity: capacity)
+        inStep(cache)
+        for index in 0..<1_000 {
+            cache.remember(record("f\(index)", .authenticated), since: cache.sequence)
+            #expect(cache.count == min(index + 1, capacity))
+        }
+        for index in 0..<1_000 {
+            let expected: AuthenticationState? = index >= 1_000 - capacity ? .authenticated : nil
+            #expect(get(cache, "f\(index)") == expected, "f\(index)")
+        }
+        // Interleaved: a PENDING stored then dropped each time, finals kept.
+        var kept: [String] = []
+        for index in 0..<500 {
+            cache.remember(record("p\(index)"), since: cache.sequence)
+            cache.handle(.notification("ISSUER0001/p\(index)"))
+            if index % 7 == 0 {
+                cache.remember(record("k\(index)", .authenticated), since: cache.sequence)
+                kept.append("k\(index)")
+            }
+            #expect(cache.count <= capacity)
+        }
+        #expect(get(cache, "p499") == nil)
+        for (position, id) in kept.enumerated() {
+            // Only the newest finals survive; how many depends on how often stale pairs lapped
+            // the ring, but never more than the capacity and always the most recent one.
+            if position == kept.count - 1 { #expect(get(cache, id) == .authenticated) }
+        }
+        let survivors = kept.filter { get(cache, $0) != nil }
+        #expect(survivors.count <= capacity && survivors == Array(kept.suffix(survivors.count)), "\(survivors)")
+    }
+
     @Test func anotherConsumersRecordIsNotFoundFromMemory() {
         let cache = cache()
         let store = CachedOnlyStore(cache: cache)
