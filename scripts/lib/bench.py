@@ -9,7 +9,7 @@ ENGINE = os.environ["OOB_ENGINE_BINARY"]
 BENCH = os.environ["OOB_BENCH_BINARY"]
 DATABASE_URL = os.environ["DATABASE_URL"]
 PG_BINDIR = os.environ["PG_BINDIR"]
-SECONDS = int(os.environ.get("OOB_BENCH_SECONDS", "8"))
+SECONDS = int(os.environ.get("OOB_BENCH_SECONDS", "6"))
 LEVELS = [int(x) for x in os.environ.get("OOB_BENCH_LEVELS", "1,16,64").split(",")]
 PACED_CONNECTIONS = 64
 # Issue 8's targets: each scenario's engine peak as a multiple of pgbench's peak in the same run.
@@ -274,11 +274,11 @@ def main():
                                                        "%.3f" % pause_ms, scenario], seconds)
         # Calibrate: a short run at half the cycle as pause gives the latency at about this load,
         # the real run pauses for what is left of the cycle.
-        probe = paced_run(cycle_ms / 2, 3, "c")
+        probe = paced_run(cycle_ms / 2, 2, "c")
         latency_ms = max(0.0, connections / probe["rps"] * 1000.0 - cycle_ms / 2) if probe["rps"] else 0.0
         pause_ms = max(0.0, cycle_ms - latency_ms)
         # A second probe at that pause: the latency grows with the load, so correct once more.
-        probe = paced_run(pause_ms, 3, "d")
+        probe = paced_run(pause_ms, 2, "d")
         if probe["rps"]:
             latency_ms = max(0.0, connections / probe["rps"] * 1000.0 - pause_ms)
             pause_ms = max(0.0, cycle_ms - latency_ms)
