@@ -60,7 +60,7 @@ package enum HTTPClient {
         var head = "POST \(url.target) HTTP/1.1\r\nHost: \(url.hostHeader)\r\n"
         for (name, value) in headers {
             guard !name.isEmpty, !(name + value).utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) else {
-                throw HTTPClientError(.io, "header \(name.utf8.contains(where: { $0 < 0x20 }) ? "?" : name) holds a line break")
+                throw HTTPClientError(.io, "a request header is empty or holds a line break")
             }
             head += "\(name): \(value)\r\n"
         }
