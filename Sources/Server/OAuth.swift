@@ -169,8 +169,6 @@ package final class TokenAuthority: Sendable {
 
     static let dummyDigest = SHA256.hash(Array("oob-engine-unknown-client".utf8))
 
-    /// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))`. Thales calls the value
-    /// "base64URL", so both alphabets are accepted, padded or not.
     /// Spaces and tabs around the value, as Foundation's `.whitespaces` trimmed them (tab and
     /// Unicode space separators).
     static func trimmingBlanks(_ text: Substring) -> String {
@@ -181,6 +179,8 @@ package final class TokenAuthority: Sendable {
         return String(String.UnicodeScalarView(scalars))
     }
 
+    /// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))`. Thales calls the value
+    /// "base64URL", so both alphabets are accepted, padded or not.
     package static func basicCredentials(_ header: String?) -> (String, String)? {
         guard let header, header.count <= 4096 else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
