@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: strict),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "JSON"], swiftSettings: strict),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "JSON"], swiftSettings: strict),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Engine", "JSON"], swiftSettings: strict),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Engine", "JSON", "Crypto", "HTTP"], swiftSettings: strict),
         .testTarget(name: "EndToEndTests", dependencies: ["JSON", "Postgres", "Crypto"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -13,4 +13,6 @@
 #include <openssl/err.h>
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #endif

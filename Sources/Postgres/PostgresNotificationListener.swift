@@ -1,5 +1,4 @@
 import Dispatch
-import Foundation
 import Glibc
 import Synchronization
 
@@ -89,12 +88,10 @@ package final class PostgresNotificationListener: Sendable {
             return true
         }
         guard first else { return }
-        let thread = Thread { [self] in
+        NamedThread.start("postgres-listen") { [self] in
             run()
             finished.signal()
         }
-        thread.name = "postgres-listen"
-        thread.start()
     }
 
     /// Stops the thread and closes its connection. Bounded: a connection attempt in progress

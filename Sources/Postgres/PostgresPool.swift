@@ -1,5 +1,4 @@
 import Dispatch
-import Foundation
 import Synchronization
 
 /// A snapshot of the pool, for metrics and tests.
@@ -204,19 +203,13 @@ package final class PostgresPool: Sendable {
         case .wake(let worker):
             workerWakeups[worker].signal()
         case .start(let worker):
-            let thread = Thread { [self] in workerLoop(worker) }
-            thread.name = "postgres-\(worker)"
-            thread.start()
+            NamedThread.start("postgres-\(worker)") { [self] in workerLoop(worker) }
             if worker == 0, let limit = configuration.stalledCallLimitNanoseconds {
-                let watchdog = Thread { [self] in watchdogLoop(limit: limit) }
-                watchdog.name = "postgres-watchdog"
-                watchdog.start()
+                NamedThread.start("postgres-watchdog") { [self] in watchdogLoop(limit: limit) }
             }
         case .queued(let startWatcher, let newHead):
             if startWatcher {
-                let thread = Thread { [self] in watcherLoop() }
-                thread.name = "postgres-timeouts"
-                thread.start()
+                NamedThread.start("postgres-timeouts") { [self] in watcherLoop() }
             } else if newHead {
                 watcherWakeup.signal()
             }

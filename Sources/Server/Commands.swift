@@ -1,6 +1,5 @@
 import Dispatch
 import Engine
-import Foundation
 import Glibc
 import HTTP
 import Postgres
@@ -45,13 +44,13 @@ package enum Commands {
         case "ops":
             return OpsCommand.main(arguments: Array(arguments.dropFirst(2)), environment: environment)
         default:
-            FileHandle.standardError.write(Data("oob-engine: unknown command '\(command)'\n\n\(usage)".utf8))
+            ProcessSupport.writeToStandardError("oob-engine: unknown command '\(command)'\n\n\(usage)")
             return 64
         }
     }
 
     static func fail(_ message: String, code: Int32) -> Int32 {
-        FileHandle.standardError.write(Data("oob-engine: \(message)\n".utf8))
+        ProcessSupport.writeToStandardError("oob-engine: \(message)\n")
         return code
     }
 
@@ -153,7 +152,7 @@ package enum Commands {
             let adapter: any PushAdapter
             switch push.kind {
             case .webhook:
-                adapter = WebhookPushAdapter(url: URL(string: push.url!)!, secret: push.secret!,
+                adapter = WebhookPushAdapter(url: HTTPURL(push.url!)!, secret: push.secret!,
                                              timeoutMilliseconds: push.timeoutMilliseconds)
             case .simulated:
                 adapter = SimulatedPushAdapter(service: service, decision: CardholderDecision(rawValue: push.decision)!,
@@ -278,7 +277,7 @@ package enum Commands {
     /// For supervisors and tests: when the parent closes our standard input (or dies), shut down
     /// as on SIGTERM, so no engine outlives the process that started it.
     static func exitWhenStandardInputCloses() {
-        Thread.detachNewThread {
+        NamedThread.start("oob-stdin-watch") {
             var byte: UInt8 = 0
             while true {
                 let n = read(0, &byte, 1)

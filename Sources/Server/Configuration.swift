@@ -1,5 +1,5 @@
 import Engine
-import Foundation
+import HTTP
 import JSON
 
 /// A setting that is missing or invalid: start-up stops with a message that names it.
@@ -95,10 +95,10 @@ package struct EngineSettings: Sendable {
         guard let path = environment["OOB_CONFIG"], !path.isEmpty else {
             throw ConfigurationError("OOB_CONFIG", "not set; give the path of the engine's JSON configuration file (see README.md)")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = ProcessSupport.readFile(atPath: path) else {
             throw ConfigurationError("OOB_CONFIG", "cannot read the file \(path)")
         }
-        let file = try ConfigFile.parse([UInt8](data), source: "OOB_CONFIG (\(path))")
+        let file = try ConfigFile.parse(data, source: "OOB_CONFIG (\(path))")
         return EngineSettings(databaseURL: databaseURL, listen: listen, opsListen: opsListen,
                               logLevel: logLevel, file: file)
     }
@@ -338,7 +338,7 @@ extension ConfigFile {
         switch kind {
         case .webhook:
             let url = try reader.string(object, "url", path: "push")
-            guard let parsed = URLComponents(string: url), parsed.scheme == "http" || parsed.scheme == "https", parsed.host?.isEmpty == false else {
+            guard HTTPURL(url) != nil else {
                 throw ConfigurationError("\(source) push.url", "must be an absolute http:// or https:// URL")
             }
             let secret = try reader.string(object, "secret", path: "push")
@@ -367,7 +367,7 @@ extension ConfigFile {
         otp.timeoutMilliseconds = try reader.int(object, "timeoutMilliseconds", path: "otp", range: 10...60000) ?? otp.timeoutMilliseconds
         guard parsed == .webhook else { return otp }
         let url = try reader.string(object, "url", path: "otp")
-        guard let parsed = URLComponents(string: url), parsed.scheme == "http" || parsed.scheme == "https", parsed.host?.isEmpty == false else {
+        guard HTTPURL(url) != nil else {
             throw ConfigurationError("\(source) otp.url", "must be an absolute http:// or https:// URL")
         }
         let secret = try reader.string(object, "secret", path: "otp")
@@ -502,7 +502,7 @@ struct ConfigReader {
     func pem(_ object: JSONObject, _ key: String, fileKey: String, path: String) throws(ConfigurationError) -> String? {
         if let inline = try optionalString(object, key, path: path) { return inline }
         guard let file = try optionalString(object, fileKey, path: path) else { return nil }
-        guard let data = FileManager.default.contents(atPath: file) else {
+        guard let data = ProcessSupport.readFile(atPath: file) else {
             throw ConfigurationError(name(path, fileKey), "cannot read the file \(file)")
         }
         return String(decoding: data, as: UTF8.self)

@@ -1,6 +1,6 @@
 import Dispatch
 package import Engine
-import Foundation
+import Glibc
 package import JSON
 package import Postgres
 import Synchronization
@@ -371,7 +371,7 @@ package final class DeadlineRecovery: Sendable {
 
     /// Runs on its own thread; retries while the database is unavailable.
     package func start() {
-        Thread.detachNewThread { [self] in run() }
+        NamedThread.start("oob-recovery") { [self] in run() }
     }
 
     package func run() {

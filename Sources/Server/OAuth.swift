@@ -1,6 +1,5 @@
 package import Crypto
 import Engine
-import Foundation
 package import HTTP
 import JSON
 import Synchronization
@@ -57,7 +56,7 @@ package final class TokenAuthority: Sendable {
         self.logger = logger
     }
 
-    static func nowSeconds() -> Int64 { Int64(Date().timeIntervalSince1970) }
+    static func nowSeconds() -> Int64 { ProcessSupport.unixSeconds() }
 
     // MARK: Token endpoint
 
@@ -170,13 +169,23 @@ package final class TokenAuthority: Sendable {
 
     static let dummyDigest = SHA256.hash(Array("oob-engine-unknown-client".utf8))
 
+    /// Spaces and tabs around the value, as Foundation's `.whitespaces` trimmed them (tab and
+    /// Unicode space separators).
+    static func trimmingBlanks(_ text: Substring) -> String {
+        func isBlank(_ scalar: Unicode.Scalar) -> Bool { scalar == "\t" || scalar.properties.generalCategory == .spaceSeparator }
+        var scalars = text.unicodeScalars[...]
+        while let first = scalars.first, isBlank(first) { scalars = scalars.dropFirst() }
+        while let last = scalars.last, isBlank(last) { scalars = scalars.dropLast() }
+        return String(String.UnicodeScalarView(scalars))
+    }
+
     /// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))`. Thales calls the value
     /// "base64URL", so both alphabets are accepted, padded or not.
     package static func basicCredentials(_ header: String?) -> (String, String)? {
         guard let header, header.count <= 4096 else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "basic",
-              let decoded = Base64.decodeLenient(String(parts[1]).trimmingCharacters(in: .whitespaces)),
+              let decoded = Base64.decodeLenient(trimmingBlanks(parts[1])),
               let text = String(validating: decoded, as: UTF8.self),
               let colon = text.firstIndex(of: ":")
         else { return nil }

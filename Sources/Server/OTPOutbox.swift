@@ -1,5 +1,6 @@
 import Dispatch
-import Foundation
+import Glibc
+import HTTP
 package import Postgres
 import Synchronization
 
@@ -35,7 +36,7 @@ package final class OTPOutbox: Sendable {
         self.configuration = configuration
         self.logger = logger
         if configuration.kind == .webhook, let secret = configuration.secret,
-           let urlText = configuration.url, let url = URL(string: urlText) {
+           let urlText = configuration.url, let url = HTTPURL(urlText) {
             webhook = SignedWebhook(url: url, secret: secret, timeoutMilliseconds: configuration.timeoutMilliseconds)
         } else {
             webhook = nil
@@ -47,7 +48,7 @@ package final class OTPOutbox: Sendable {
     package func start(workers: Int = 2) {
         for index in 0..<workers {
             running.withLock { $0 += 1 }
-            let thread = Thread { [self] in
+            NamedThread.start("oob-otp-\(index)") { [self] in
                 while !stopping.withLock({ $0 }) {
                     do {
                         if try processOne() { continue }
@@ -58,8 +59,6 @@ package final class OTPOutbox: Sendable {
                 }
                 running.withLock { $0 -= 1 }
             }
-            thread.name = "oob-otp-\(index)"
-            thread.start()
         }
     }
 

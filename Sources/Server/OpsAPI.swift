@@ -1,5 +1,4 @@
 package import Engine
-import Foundation
 import HTTP
 package import JSON
 package import Postgres
@@ -81,9 +80,39 @@ package enum OpsQueries {
     static let states: Set<String> = ["PENDING", "AUTHENTICATED", "AUTHENTICATION_FAILED", "TECHNICAL_ERROR"]
 
     /// `2026-12-01`, `2026-12-01T10:00:00Z`, `2026-12-01T10:00:00.123+01:00` and the like.
+    /// The grammar, checked byte by byte (PostgreSQL then checks the values):
+    /// `DDDD-DD-DD([T ]DD:DD(:DD(.D{1,6})?)?(Z|[+-]DD(:?DD)?)?)?` with ASCII digits D.
     package static func isTimestamp(_ text: String) -> Bool {
-        let pattern = #"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"#
-        return text.utf8.count <= 40 && text.range(of: pattern, options: .regularExpression) != nil
+        let bytes = Array(text.utf8)
+        guard bytes.count <= 40 else { return false }
+        var index = 0
+        func digits(_ count: Int) -> Bool {
+            guard index + count <= bytes.count, bytes[index..<(index + count)].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return false }
+            index += count
+            return true
+        }
+        func byte(_ allowed: (UInt8) -> Bool) -> Bool {
+            guard index < bytes.count, allowed(bytes[index]) else { return false }
+            index += 1
+            return true
+        }
+        guard digits(4), byte({ $0 == UInt8(ascii: "-") }), digits(2), byte({ $0 == UInt8(ascii: "-") }), digits(2) else { return false }
+        if index == bytes.count { return true }
+        guard byte({ $0 == UInt8(ascii: "T") || $0 == UInt8(ascii: " ") }), digits(2), byte({ $0 == UInt8(ascii: ":") }), digits(2) else { return false }
+        if byte({ $0 == UInt8(ascii: ":") }) {
+            guard digits(2) else { return false }
+            if byte({ $0 == UInt8(ascii: ".") }) {
+                let start = index
+                while index < bytes.count, index - start < 6, bytes[index] >= 0x30, bytes[index] <= 0x39 { index += 1 }
+                guard index > start else { return false }
+            }
+        }
+        if index == bytes.count { return true }
+        if byte({ $0 == UInt8(ascii: "Z") }) { return index == bytes.count }
+        guard byte({ $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") }), digits(2) else { return false }
+        if index == bytes.count { return true }
+        _ = byte({ $0 == UInt8(ascii: ":") })
+        return digits(2) && index == bytes.count
     }
 
     /// Checks an operator's free-text reason: required, 1 to 64 printable characters.

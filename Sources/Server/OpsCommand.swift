@@ -1,5 +1,5 @@
 import Engine
-import Foundation
+import Glibc
 import JSON
 import Postgres
 
@@ -107,7 +107,7 @@ enum OpsCommand {
         case "expire-all": return run(rest, usage: expireAllUsage, valued: ["issuer", "created-before", "reason"],
                                       positional: 0, environment: environment, expireAll)
         default:
-            FileHandle.standardError.write(Data("oob-engine ops: unknown command '\(command)'\n\n\(usage)".utf8))
+            ProcessSupport.writeToStandardError("oob-engine ops: unknown command '\(command)'\n\n\(usage)")
             return 64
         }
     }
@@ -119,7 +119,7 @@ enum OpsCommand {
         let options: Options
         switch parse(arguments, valued: valued) {
         case .failure(let problem):
-            FileHandle.standardError.write(Data("oob-engine ops: \(problem.message)\n\n\(usage)".utf8))
+            ProcessSupport.writeToStandardError("oob-engine ops: \(problem.message)\n\n\(usage)")
             return 64
         case .success(let parsed): options = parsed
         }
@@ -128,7 +128,7 @@ enum OpsCommand {
             return 0
         }
         guard options.positional.count == positional else {
-            FileHandle.standardError.write(Data("oob-engine ops: expected \(positional) argument(s)\n\n\(usage)".utf8))
+            ProcessSupport.writeToStandardError("oob-engine ops: expected \(positional) argument(s)\n\n\(usage)")
             return 64
         }
         let url: String
@@ -142,7 +142,7 @@ enum OpsCommand {
         do {
             return try pool.withConnectionBlocking { try action(options, $0) }
         } catch let error as UsageError {
-            FileHandle.standardError.write(Data("oob-engine ops: \(error.message)\n\n\(usage)".utf8))
+            ProcessSupport.writeToStandardError("oob-engine ops: \(error.message)\n\n\(usage)")
             return 64
         } catch {
             return Commands.fail("ops failed: \(error)", code: 1)
@@ -151,10 +151,22 @@ enum OpsCommand {
 
     struct UsageError: Error { var message: String }
 
+    /// Spaces up to `length` UTF-16 units, or cut to it (as Foundation's `padding(toLength:)`).
+    static func padded(_ text: String, to length: Int) -> String {
+        let units = text.utf16.count
+        if units >= length { return String(decoding: Array(text.utf16.prefix(length)), as: UTF16.self) }
+        return text + String(repeating: " ", count: length - units)
+    }
+
+    /// checkReason's messages name the API field ("reason is required"); the CLI names its option.
+    static func replacingReason(_ problem: String) -> String {
+        problem.hasPrefix("reason") ? "--" + problem : problem
+    }
+
     /// Who acted, for the transitions log and the audit line.
     static var actor: String {
-        let user = ProcessInfo.processInfo.environment["USER"] ?? ProcessInfo.processInfo.userName
-        return String("cli:\(user)@\(ProcessInfo.processInfo.hostName)".prefix(128))
+        let user = ProcessSupport.environment()["USER"] ?? ProcessSupport.userName()
+        return String("cli:\(user)@\(ProcessSupport.hostName())".prefix(128))
     }
 
     static func audit(_ action: String, _ outcome: String, _ fields: KeyValuePairs<String, String>) {
@@ -216,7 +228,7 @@ enum OpsCommand {
         let authenticationId = options.positional[1]
         guard Identifier.isValidToken64(authenticationId) else { throw UsageError(message: "AUTHENTICATION_ID must match ^[A-Za-z0-9_-]{1,64}$") }
         guard let record = try OpsQueries.show(issuerId: issuerId, authenticationId: authenticationId, on: connection) else {
-            FileHandle.standardError.write(Data("oob-engine ops: no authentication \(authenticationId) for \(issuerId)\n".utf8))
+            ProcessSupport.writeToStandardError("oob-engine ops: no authentication \(authenticationId) for \(issuerId)\n")
             return 3
         }
         if options.json {
@@ -226,10 +238,10 @@ enum OpsCommand {
         let object = record.objectValue ?? JSONObject()
         for key in ["issuerId", "authenticationId", "consumerId", "cardId", "panSuffix", "acsTransactionId", "state", "reason",
                     "createdAt", "updatedAt", "deadline"] {
-            print(key.padding(toLength: 18, withPad: " ", startingAt: 0) + (object[key]?.stringValue ?? "-"))
+            print(padded(key, to: 18) + (object[key]?.stringValue ?? "-"))
         }
         if case .object(let purchase)? = object["purchase"] {
-            print("purchase".padding(toLength: 18, withPad: " ", startingAt: 0)
+            print(padded("purchase", to: 18)
                   + purchase.members.map { "\($0.key)=\($0.value.stringValue ?? "-")" }.joined(separator: " "))
         }
         print("")
@@ -245,7 +257,7 @@ enum OpsCommand {
         let issuerId = try issuer(options.positional[0], "issuer")
         let authenticationId = options.positional[1]
         guard Identifier.isValidToken64(authenticationId) else { throw UsageError(message: "AUTHENTICATION_ID must match ^[A-Za-z0-9_-]{1,64}$") }
-        if let problem = OpsQueries.checkReason(options.values["reason"]) { throw UsageError(message: problem.replacingOccurrences(of: "reason", with: "--reason")) }
+        if let problem = OpsQueries.checkReason(options.values["reason"]) { throw UsageError(message: replacingReason(problem)) }
         let reason = options.values["reason"]!
         switch try OpsQueries.expire(issuerId: issuerId, authenticationId: authenticationId, reason: reason, actor: actor, on: connection) {
         case .expired(let record):
@@ -264,7 +276,7 @@ enum OpsCommand {
             }
             return 4
         case .notFound:
-            FileHandle.standardError.write(Data("oob-engine ops: no authentication \(authenticationId) for \(issuerId)\n".utf8))
+            ProcessSupport.writeToStandardError("oob-engine ops: no authentication \(authenticationId) for \(issuerId)\n")
             return 3
         }
     }
@@ -273,7 +285,7 @@ enum OpsCommand {
         let issuerId = try issuer(options.values["issuer"], "issuer")
         guard let before = options.values["created-before"] else { throw UsageError(message: "--created-before is required") }
         guard OpsQueries.isTimestamp(before) else { throw UsageError(message: "--created-before must be an ISO 8601 timestamp") }
-        if let problem = OpsQueries.checkReason(options.values["reason"]) { throw UsageError(message: problem.replacingOccurrences(of: "reason", with: "--reason")) }
+        if let problem = OpsQueries.checkReason(options.values["reason"]) { throw UsageError(message: replacingReason(problem)) }
         let count = try OpsQueries.expireAll(issuerId: issuerId, createdBefore: before, reason: options.values["reason"]!,
                                              actor: actor, on: connection)
         audit("expire-all", "expired \(count)", ["issuer_id": issuerId, "created_before": before])
@@ -291,7 +303,7 @@ enum OpsCommand {
         for row in rows { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { index, cell in
-                index == cells.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                index == cells.count - 1 ? cell : padded(cell, to: widths[index])
             }.joined(separator: "  ") + "\n"
         }
         return line(header) + rows.map(line).joined()

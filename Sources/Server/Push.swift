@@ -1,10 +1,8 @@
 package import Crypto
 import Dispatch
 package import Engine
-package import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import Glibc
+package import HTTP
 package import JSON
 package import Postgres
 import Synchronization
@@ -55,26 +53,31 @@ package protocol PushAdapter: Sendable {
     func deliver(_ challenge: PushChallenge) -> PushOutcome
 }
 
-/// POSTs the challenge as JSON with `X-OOB-Signature: sha256=<hex HMAC-SHA-256 of the raw
-/// body>`, keyed with the shared secret. Any 2xx counts as delivered.
 /// A signed JSON POST: `X-OOB-Signature: sha256=<hex HMAC-SHA-256 of the raw body>`, keyed with
 /// the shared secret, within a timeout. Any 2xx is delivered; transport errors, timeouts, 5xx,
 /// 408 and 429 are worth another try; any other status is a refusal for good. Blocks the
-/// calling (delivery worker) thread until the answer or the timeout.
+/// calling (delivery worker) thread until the answer or the timeout (which covers connect, TLS
+/// handshake, sending and the response head; resolving a host name is not bounded by it).
+/// `https://` verifies the server's certificate against the system's trusted roots (or
+/// SSL_CERT_FILE / SSL_CERT_DIR when set) and that it names the URL's host.
 package struct SignedWebhook: Sendable {
-    let url: URL
+    let url: HTTPURL
     let key: HMACSHA256Key
-    let session: URLSession
+    let timeoutMilliseconds: Int
+    /// For https: the trust settings, or why they could not be set up (then every post is retried,
+    /// so the fault shows in the logs and the outbox rather than stopping the engine).
+    let tls: Result<TLSClientContext, TLSError>?
 
-    package init(url: URL, secret: String, timeoutMilliseconds: Int) {
+    /// `caFile`: trust only this PEM file's certificates (tests); nil for the system's roots.
+    package init(url: HTTPURL, secret: String, timeoutMilliseconds: Int, caFile: String? = nil) {
         self.url = url
         self.key = HMACSHA256Key(Array(secret.utf8))
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = Double(timeoutMilliseconds) / 1000
-        configuration.timeoutIntervalForResource = Double(timeoutMilliseconds) / 1000
-        configuration.httpCookieStorage = nil
-        configuration.urlCache = nil
-        session = URLSession(configuration: configuration)
+        self.timeoutMilliseconds = timeoutMilliseconds
+        if url.scheme == .https {
+            tls = Result { () throws(TLSError) in try TLSClientContext(caFile: caFile) }
+        } else {
+            tls = nil
+        }
     }
 
     package static func signature(of body: [UInt8], key: HMACSHA256Key) -> String {
@@ -82,41 +85,41 @@ package struct SignedWebhook: Sendable {
     }
 
     package func post(_ body: [UInt8], headers: [(String, String)] = []) -> PushOutcome {
-        var request = URLRequest(url: url)
-        request.httpMethod = "POST"
-        request.httpBody = Data(body)
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue(Self.signature(of: body, key: key), forHTTPHeaderField: "X-OOB-Signature")
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<PushOutcome>(.retryable("no answer"))
-        let task = session.dataTask(with: request) { _, response, error in
-            let result: PushOutcome
-            if let error {
-                result = .retryable("transport: \((error as NSError).code)")
-            } else if let http = response as? HTTPURLResponse {
-                switch http.statusCode {
-                case 200..<300: result = .delivered
-                case 408, 429, 500...: result = .retryable("HTTP \(http.statusCode)")
-                default: result = .permanent("HTTP \(http.statusCode)")
-                }
-            } else {
-                result = .retryable("no HTTP response")
+        var secureChannel: HTTPClientSecureChannel?
+        switch tls {
+        case .failure(let error): return .retryable("TLS: \(error)")
+        case .success(let context):
+            secureChannel = { fd, url, deadline in
+                try TLSClientConnection(socket: fd, host: url.host, hostIsIPLiteral: url.hostIsIPLiteral,
+                                        context: context, deadline: deadline)
             }
-            outcome.withLock { $0 = result }
-            done.signal()
+        case nil: secureChannel = nil
         }
-        task.resume()
-        done.wait()
-        return outcome.withLock { $0 }
+        let allHeaders = [("Content-Type", "application/json"), ("X-OOB-Signature", Self.signature(of: body, key: key)),
+                          ("User-Agent", "oob-engine")] + headers
+        do {
+            let response = try HTTPClient.post(url, headers: allHeaders, body: body,
+                                               timeoutMilliseconds: timeoutMilliseconds, secureChannel: secureChannel)
+            switch response.status {
+            case 200..<300: return .delivered
+            case 408, 429, 500...: return .retryable("HTTP \(response.status)")
+            default: return .permanent("HTTP \(response.status)")
+            }
+        } catch {
+            return .retryable(error.description)
+        }
     }
 }
+
+/// The TLS session is the Crypto module's (the only one that calls OpenSSL); the HTTP client
+/// only needs its byte-stream calls, which have the same shape.
+extension TLSClientConnection: HTTPClientStream {}
 
 /// POSTs each challenge as JSON through a `SignedWebhook`.
 package struct WebhookPushAdapter: PushAdapter {
     let webhook: SignedWebhook
 
-    package init(url: URL, secret: String, timeoutMilliseconds: Int) {
+    package init(url: HTTPURL, secret: String, timeoutMilliseconds: Int) {
         webhook = SignedWebhook(url: url, secret: secret, timeoutMilliseconds: timeoutMilliseconds)
     }
 
@@ -242,12 +245,10 @@ package final class PushOutbox: Sendable {
     package func start() {
         for index in 0..<configuration.workers {
             running.withLock { $0 += 1 }
-            let thread = Thread { [self] in
+            NamedThread.start("oob-push-\(index)") { [self] in
                 work()
                 running.withLock { $0 -= 1 }
             }
-            thread.name = "oob-push-\(index)"
-            thread.start()
         }
     }
 

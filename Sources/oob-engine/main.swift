@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import Server
 
-exit(Commands.main(arguments: CommandLine.arguments, environment: ProcessInfo.processInfo.environment))
+exit(Commands.main(arguments: CommandLine.arguments, environment: ProcessSupport.environment()))

@@ -50,6 +50,9 @@ ensure_build_tools() {
     { command -v pkg-config >/dev/null 2>&1; } || missing+=(pkg-config)
     pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
     pkg-config --exists libcrypto 2>/dev/null || missing+=(libssl-dev)
+    # The webhook TLS tests make certificates with the openssl CLI and serve them with Python.
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt_install "${missing[@]}"
