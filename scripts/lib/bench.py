@@ -11,6 +11,8 @@ DATABASE_URL = os.environ["DATABASE_URL"]
 PG_BINDIR = os.environ["PG_BINDIR"]
 SECONDS = int(os.environ.get("OOB_BENCH_SECONDS", "6"))
 PACED_SECONDS = int(os.environ.get("OOB_BENCH_PACED_SECONDS", "10"))
+# Each calibration probe of a latency run has its own ids (decisions need fresh PENDING ones).
+PROBE_TAGS = ["c", "d", "e", "f"]
 LEVELS = [int(x) for x in os.environ.get("OOB_BENCH_LEVELS", "1,16,64").split(",")]
 PACED_CONNECTIONS = 64
 # Issue 8's targets: each scenario's engine peak as a multiple of pgbench's peak in the same run.
@@ -257,10 +259,10 @@ def main():
         run += 1
         prefix = "r%d%s" % (run, scenario[:1])
         if scenario in ("decision", "mix"):
-            # Fresh PENDING ids for each of the three runs below (a decision on a decided id
+            # Fresh PENDING ids for each probe and for the run below (a decision on a decided id
             # would measure the refusal path instead).
             final_ids = 100000 if scenario == "decision" else 30000
-            for tag, count in (("c", final_ids // 3), ("d", final_ids // 3), ("", final_ids)):
+            for tag, count in [(tag, final_ids // 3) for tag in PROBE_TAGS] + [("", final_ids)]:
                 seed_pending(prefix + tag + "-", count)
         # As pgbench does before its runs: vacuumed tables, so that an autovacuum of the rows the
         # peak runs just wrote does not land in the middle of the latency measurement.
@@ -273,14 +275,15 @@ def main():
         def paced_run(pause_ms, seconds=None, tag=""):
             return wrk("paced.lua", api, connections, [prefix + tag, d1, ISSUER, "bench-consumer", str(threads), "20000", app,
                                                        "%.3f" % pause_ms, scenario], seconds)
-        # Calibrate: a short run at half the cycle as pause gives the latency at about this load,
-        # the real run pauses for what is left of the cycle.
-        probe = paced_run(cycle_ms / 2, 2, "c")
-        latency_ms = max(0.0, connections / probe["rps"] * 1000.0 - cycle_ms / 2) if probe["rps"] else 0.0
-        pause_ms = max(0.0, cycle_ms - latency_ms)
-        # A second probe at that pause: the latency grows with the load, so correct once more.
-        probe = paced_run(pause_ms, 2, "d")
-        if probe["rps"]:
+        # Calibrate with short probes: the first pauses for half the cycle; each next one pauses
+        # for what the previous one's latency leaves of the cycle (the latency grows with the
+        # load, and wrk's delay hook counts whole milliseconds of its event loop). Done once a
+        # probe lands within 7 % of the target rate, after four at most.
+        pause_ms = cycle_ms / 2
+        for tag in PROBE_TAGS:
+            probe = paced_run(pause_ms, 2, tag)
+            if not probe["rps"] or abs(probe["rps"] / target - 1) <= 0.07:
+                break
             latency_ms = max(0.0, connections / probe["rps"] * 1000.0 - pause_ms)
             pause_ms = max(0.0, cycle_ms - latency_ms)
         # Longer than the peak runs: a p99 over a few seconds moves with any single hiccup of
