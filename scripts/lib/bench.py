@@ -279,13 +279,27 @@ def main():
         # for what the previous one's latency leaves of the cycle (the latency grows with the
         # load, and wrk's delay hook counts whole milliseconds of its event loop). Done once a
         # probe lands within 7 % of the target rate, after four at most.
+        # If none lands, the pause is interpolated between the probes on either side of the
+        # target (the rate falls as the pause grows), or taken from the nearest probe.
         pause_ms = cycle_ms / 2
+        probes = []
         for tag in PROBE_TAGS:
             probe = paced_run(pause_ms, 2, tag)
-            if not probe["rps"] or abs(probe["rps"] / target - 1) <= 0.07:
+            if not probe["rps"]:
+                break
+            probes.append((pause_ms, probe["rps"]))
+            if abs(probe["rps"] / target - 1) <= 0.07:
                 break
             latency_ms = max(0.0, connections / probe["rps"] * 1000.0 - pause_ms)
             pause_ms = max(0.0, cycle_ms - latency_ms)
+        else:
+            above = [p for p in probes if p[1] >= target]
+            below = [p for p in probes if p[1] < target]
+            if above and below:
+                (p1, r1), (p2, r2) = min(above, key=lambda p: p[1]), max(below, key=lambda p: p[1])
+                pause_ms = p1 + (p2 - p1) * (r1 - target) / (r1 - r2) if r1 != r2 else p1
+            elif probes:
+                pause_ms = min(probes, key=lambda p: abs(p[1] - target))[0]
         # Longer than the peak runs: a p99 over a few seconds moves with any single hiccup of
         # the shared machine.
         paced = paced_run(pause_ms, PACED_SECONDS)
