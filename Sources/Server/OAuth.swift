@@ -56,7 +56,7 @@ package final class TokenAuthority: Sendable {
         self.logger = logger
     }
 
-    static func nowSeconds() -> Int64 { ProcessSupport.unixSeconds() }
+    static func nowSeconds() -> Int64 { WallClock.milliseconds() / 1000 }
 
     // MARK: Token endpoint
 

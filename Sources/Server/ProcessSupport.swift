@@ -1,7 +1,7 @@
 import Glibc
 
 /// The few process facilities the engine needs, straight from libc: Foundation (ProcessInfo,
-/// FileManager, FileHandle, Date) would add several MiB of resident memory for these alone.
+/// FileManager, FileHandle) would add several MiB of resident memory for these alone.
 package enum ProcessSupport {
     /// The environment as `NAME=value` pairs (the first of duplicate names wins, as getenv does).
     package static func environment() -> [String: String] {
@@ -47,13 +47,6 @@ package enum ProcessSupport {
             guard count > 0 else { return }
             written += count
         }
-    }
-
-    /// Seconds since 1970 (UTC), as Date().timeIntervalSince1970 rounded down.
-    package static func unixSeconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec)
     }
 
     /// The machine's host name (gethostname), or "localhost" when it has none.
