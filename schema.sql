@@ -16,14 +16,15 @@ create table if not exists schema_info (
 create table if not exists authentications (
     id                 bigint generated always as identity unique,
     issuer_id          text not null check (char_length(issuer_id) = 10),
-    authentication_id  text not null check (authentication_id ~ '^[A-Za-z0-9_-]{1,64}$'),
-    consumer_id        text not null check (consumer_id ~ '^[A-Za-z0-9_-]{1,64}$'),
-    card_id            text check (card_id ~ '^[A-Za-z0-9_-]{1,48}$'),
-    pan_suffix         text check (pan_suffix ~ '^[0-9]{4}$'),
+    -- Grammar checks of the identifiers below: see the block after the table.
+    authentication_id  text not null,
+    consumer_id        text not null,
+    card_id            text,
+    pan_suffix         text,
     acs_transaction_id text check (char_length(acs_transaction_id) between 1 and 64),
     merchant_name      text check (char_length(merchant_name) between 1 and 128),
-    amount             text check (amount ~ '^[0-9]{1,48}$'),
-    currency_code      text check (currency_code ~ '^[A-Za-z]{3}$'),
+    amount             text,
+    currency_code      text,
     state              text not null check (state in ('PENDING', 'AUTHENTICATED', 'AUTHENTICATION_FAILED', 'TECHNICAL_ERROR')),
     reason             text check (char_length(reason) between 1 and 64),
     deadline           timestamptz not null,
@@ -35,6 +36,39 @@ create table if not exists authentications (
     check (state <> 'AUTHENTICATED' or reason is null),
     check (state = 'PENDING' or state = 'AUTHENTICATED' or reason is not null)
 );
+
+-- The identifiers' grammars ('^[A-Za-z0-9_-]{1,64}$' and the like) are checked with ltrim: the
+-- value is valid when stripping the allowed characters leaves nothing. Every insert and update
+-- evaluates these checks, and as regular expressions the six of them cost about a third of a
+-- batched insert's time per row. Databases created with the regex versions get these once
+-- (same names, same rules; adding them re-checks the existing rows).
+do $$
+begin
+    if not exists (select 1 from pg_constraint
+                   where conrelid = 'authentications'::regclass and conname = 'authentications_authentication_id_check'
+                     and pg_get_constraintdef(oid) like '%ltrim%') then
+        alter table authentications
+            drop constraint if exists authentications_authentication_id_check,
+            drop constraint if exists authentications_consumer_id_check,
+            drop constraint if exists authentications_card_id_check,
+            drop constraint if exists authentications_pan_suffix_check,
+            drop constraint if exists authentications_amount_check,
+            drop constraint if exists authentications_currency_code_check,
+            add constraint authentications_authentication_id_check
+                check (char_length(authentication_id) between 1 and 64 and ltrim(authentication_id, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-') = ''),
+            add constraint authentications_consumer_id_check
+                check (char_length(consumer_id) between 1 and 64 and ltrim(consumer_id, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-') = ''),
+            add constraint authentications_card_id_check
+                check (char_length(card_id) between 1 and 48 and ltrim(card_id, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-') = ''),
+            add constraint authentications_pan_suffix_check
+                check (char_length(pan_suffix) = 4 and ltrim(pan_suffix, '0123456789') = ''),
+            add constraint authentications_amount_check
+                check (char_length(amount) between 1 and 48 and ltrim(amount, '0123456789') = ''),
+            add constraint authentications_currency_code_check
+                check (char_length(currency_code) = 3
+                       and ltrim(currency_code, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz') = '');
+    end if;
+end $$;
 
 -- Recovery and the sweeper read only PENDING deadlines: a small partial index.
 create index if not exists authentications_pending_deadline

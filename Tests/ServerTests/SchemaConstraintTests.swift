@@ -1,0 +1,121 @@
+import Foundation
+import Postgres
+import Server
+import Testing
+
+/// The identifier checks on `authentications` are written with ltrim instead of regular
+/// expressions (cheaper on every insert and update). These tests hold them to the grammars the
+/// regular expressions stated, against the real database, and check that a database created with
+/// the regex versions gets the new ones when the schema is applied again.
+@Suite(.serialized)
+struct SchemaConstraintTests {
+    static let issuer = "ISSUERCHK1"
+
+    static func connect() throws -> PostgresConnection {
+        guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
+            throw StoreError.inconsistent("DATABASE_URL is not set: run scripts/test")
+        }
+        let connection = try PostgresConnection.connect(PostgresConfiguration(
+            url: url, poolSize: 1, connectTimeoutSeconds: 2, statementTimeoutMilliseconds: 20_000,
+            applicationName: "oob-engine-tests"))
+        try Migration.apply(connection)
+        return connection
+    }
+
+    /// Each column with a value, and what the original regular expression says of it.
+    static let cases: [(column: String, value: String, valid: Bool)] = {
+        let token64 = String(repeating: "a", count: 64)
+        var cases: [(String, String, Bool)] = []
+        for column in ["authentication_id", "consumer_id"] {
+            cases += [(column, "Abc-09_z", true), (column, token64, true), (column, "-", true),
+                      (column, "", false), (column, token64 + "a", false), (column, "a b", false),
+                      (column, "é", false), (column, "a.b", false), (column, "a/b", false), (column, "a\nb", false)]
+        }
+        cases += [("card_id", String(repeating: "C", count: 48), true), ("card_id", String(repeating: "C", count: 49), false),
+                  ("card_id", "card_1", true), ("card_id", "card 1", false), ("card_id", "", false)]
+        cases += [("pan_suffix", "0123", true), ("pan_suffix", "123", false), ("pan_suffix", "12345", false),
+                  ("pan_suffix", "12a4", false), ("pan_suffix", "١٢٣٤", false)]
+        cases += [("amount", "0", true), ("amount", String(repeating: "9", count: 48), true),
+                  ("amount", String(repeating: "9", count: 49), false), ("amount", "", false),
+                  ("amount", "1.5", false), ("amount", "-1", false)]
+        cases += [("currency_code", "EUR", true), ("currency_code", "eur", true), ("currency_code", "EU", false),
+                  ("currency_code", "EURO", false), ("currency_code", "E1R", false), ("currency_code", "ÉUR", false)]
+        return cases
+    }()
+
+    /// Inserts one authentication with `value` in `column` (the other columns valid), inside a
+    /// transaction that is rolled back: true when accepted, false on that column's check.
+    static func accepts(_ connection: PostgresConnection, _ column: String, _ value: String, tag: String) throws -> Bool {
+        var row = ["authentication_id": "chk-\(tag)", "consumer_id": "chk-consumer", "card_id": "card-1",
+                   "pan_suffix": "1234", "amount": "100", "currency_code": "EUR"]
+        row[column] = value
+        let columns = row.keys.sorted()
+        let placeholders = columns.indices.map { "$\($0 + 2)" }.joined(separator: ", ")
+        _ = try connection.query("begin")
+        let outcome = Result { () throws(PostgresError) -> PostgresRows in
+            try connection.query("""
+                insert into authentications (issuer_id, \(columns.joined(separator: ", ")), state, deadline)
+                values ($1, \(placeholders), 'PENDING', now() + interval '1 minute')
+                """, [Self.issuer] + columns.map { row[$0] })
+        }
+        _ = try connection.query("rollback")
+        switch outcome {
+        case .success:
+            return true
+        case .failure(let error):
+            guard error.sqlState == "23514" else { throw error }
+            #expect(error.constraint == "authentications_\(column)_check")
+            return false
+        }
+    }
+
+    @Test func identifierChecksAcceptExactlyWhatTheGrammarsAllow() throws {
+        let connection = try Self.connect()
+        for (index, test) in Self.cases.enumerated() {
+            let accepted = try Self.accepts(connection, test.column, test.value, tag: "\(index)-\(UUID().uuidString.prefix(8))")
+            #expect(accepted == test.valid, "\(test.column) = \(test.value.debugDescription)")
+        }
+    }
+
+    @Test func regexChecksOfAnOlderDatabaseAreReplacedWhenTheSchemaIsApplied() throws {
+        let connection = try Self.connect()
+        let definitions = """
+            select conname, pg_get_constraintdef(oid) as definition from pg_constraint
+            where conrelid = 'authentications'::regclass and conname = any($1::text[])
+            """
+        let names = ["authentication_id", "consumer_id", "card_id", "pan_suffix", "amount", "currency_code"]
+            .map { "authentications_\($0)_check" }
+        let nameArray = "{" + names.joined(separator: ",") + "}"
+        // The constraints as the first schema created them.
+        _ = try connection.query("""
+            alter table authentications
+                drop constraint authentications_authentication_id_check,
+                drop constraint authentications_consumer_id_check,
+                drop constraint authentications_card_id_check,
+                drop constraint authentications_pan_suffix_check,
+                drop constraint authentications_amount_check,
+                drop constraint authentications_currency_code_check,
+                add constraint authentications_authentication_id_check check (authentication_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+                add constraint authentications_consumer_id_check check (consumer_id ~ '^[A-Za-z0-9_-]{1,64}$'),
+                add constraint authentications_card_id_check check (card_id ~ '^[A-Za-z0-9_-]{1,48}$'),
+                add constraint authentications_pan_suffix_check check (pan_suffix ~ '^[0-9]{4}$'),
+                add constraint authentications_amount_check check (amount ~ '^[0-9]{1,48}$'),
+                add constraint authentications_currency_code_check check (currency_code ~ '^[A-Za-z]{3}$')
+            """)
+        let before = try connection.query(definitions, [nameArray])
+        #expect(before.count == 6)
+        #expect((0..<before.count).allSatisfy { (before.string($0, "definition") ?? "").contains("~") })
+
+        try Migration.apply(connection)
+        let after = try connection.query(definitions, [nameArray])
+        #expect(after.count == 6)
+        for row in 0..<after.count {
+            let definition = after.string(row, "definition") ?? ""
+            #expect(definition.contains("ltrim") && !definition.contains("~"), "\(after.string(row, "conname") ?? "?")")
+        }
+        // Applying it once more changes nothing.
+        try Migration.apply(connection)
+        let again = try connection.query(definitions, [nameArray])
+        #expect((0..<again.count).map { again.string($0, "definition") } == (0..<after.count).map { after.string($0, "definition") })
+    }
+}
