@@ -11,15 +11,35 @@ import Testing
 struct SchemaConstraintTests {
     static let issuer = "ISSUERCHK1"
 
-    static func connect() throws -> PostgresConnection {
+    static func databaseURL() throws -> String {
         guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
             throw StoreError.inconsistent("DATABASE_URL is not set: run scripts/test")
         }
+        return url
+    }
+
+    static func connect(_ url: String? = nil) throws -> PostgresConnection {
         let connection = try PostgresConnection.connect(PostgresConfiguration(
-            url: url, poolSize: 1, connectTimeoutSeconds: 2, statementTimeoutMilliseconds: 20_000,
-            applicationName: "oob-engine-tests"))
+            url: try url ?? Self.databaseURL(), poolSize: 1, connectTimeoutSeconds: 2,
+            statementTimeoutMilliseconds: 20_000, applicationName: "oob-engine-tests"))
         try Migration.apply(connection)
         return connection
+    }
+
+    static let checkNames = ["authentication_id", "consumer_id", "card_id", "pan_suffix", "amount", "currency_code"]
+        .map { "authentications_\($0)_check" }
+
+    /// name → (definition, validated) of the six identifier checks.
+    static func checks(_ connection: PostgresConnection) throws -> [String: (definition: String, validated: Bool)] {
+        let rows = try connection.query("""
+            select conname, pg_get_constraintdef(oid) as definition, convalidated from pg_constraint
+            where conrelid = 'authentications'::regclass and conname = any($1::text[])
+            """, ["{" + Self.checkNames.joined(separator: ",") + "}"])
+        var found: [String: (String, Bool)] = [:]
+        for row in 0..<rows.count {
+            found[rows.string(row, "conname") ?? ""] = (rows.string(row, "definition") ?? "", rows.bool(row, "convalidated") ?? false)
+        }
+        return found
     }
 
     /// Each column with a value, and what the original regular expression says of it.
@@ -77,15 +97,32 @@ struct SchemaConstraintTests {
         }
     }
 
+    @Test func aNewDatabaseGetsTheChecksValidated() throws {
+        let admin = try Self.connect()
+        let name = "oob_schema_\(UUID().uuidString.prefix(8).lowercased())"
+        _ = try admin.query("create database \(name)")
+        defer { _ = try? admin.query("drop database if exists \(name)") }
+        let base = try Self.databaseURL()
+        let query = base.firstIndex(of: "?").map { String(base[$0...]) } ?? ""
+        let path = base.prefix { $0 != "?" }
+        let url = path[..<(path.lastIndex(of: "/") ?? path.endIndex)] + "/" + name + query
+        do {
+            let fresh = try Self.connect(String(url))
+            let checks = try Self.checks(fresh)
+            #expect(checks.count == 6)
+            for (name, check) in checks {
+                #expect(check.definition.contains("ltrim") && check.validated, "\(name): \(check.definition)")
+            }
+        }
+    }
+
     @Test func regexChecksOfAnOlderDatabaseAreReplacedWhenTheSchemaIsApplied() throws {
         let connection = try Self.connect()
-        let definitions = """
-            select conname, pg_get_constraintdef(oid) as definition from pg_constraint
-            where conrelid = 'authentications'::regclass and conname = any($1::text[])
-            """
-        let names = ["authentication_id", "consumer_id", "card_id", "pan_suffix", "amount", "currency_code"]
-            .map { "authentications_\($0)_check" }
-        let nameArray = "{" + names.joined(separator: ",") + "}"
+        // A row written before the upgrade (the table of an older database is not empty).
+        _ = try connection.query("""
+            insert into authentications (issuer_id, authentication_id, consumer_id, state, deadline)
+            values ($1, $2, 'chk-consumer', 'PENDING', now() + interval '1 minute')
+            """, [Self.issuer, "chk-old-\(UUID().uuidString.prefix(8))"])
         // The constraints as the first schema created them.
         _ = try connection.query("""
             alter table authentications
@@ -102,20 +139,23 @@ struct SchemaConstraintTests {
                 add constraint authentications_amount_check check (amount ~ '^[0-9]{1,48}$'),
                 add constraint authentications_currency_code_check check (currency_code ~ '^[A-Za-z]{3}$')
             """)
-        let before = try connection.query(definitions, [nameArray])
-        #expect(before.count == 6)
-        #expect((0..<before.count).allSatisfy { (before.string($0, "definition") ?? "").contains("~") })
+        let before = try Self.checks(connection)
+        #expect(before.count == 6 && before.values.allSatisfy { $0.definition.contains("~") })
 
+        // Replaced without re-checking the existing rows (instant on a large table)...
         try Migration.apply(connection)
-        let after = try connection.query(definitions, [nameArray])
+        let after = try Self.checks(connection)
         #expect(after.count == 6)
-        for row in 0..<after.count {
-            let definition = after.string(row, "definition") ?? ""
-            #expect(definition.contains("ltrim") && !definition.contains("~"), "\(after.string(row, "conname") ?? "?")")
+        for (name, check) in after {
+            #expect(check.definition.contains("ltrim") && !check.definition.contains("~") && !check.validated,
+                    "\(name): \(check.definition)")
         }
-        // Applying it once more changes nothing.
+        // ...and applying the schema again changes nothing.
         try Migration.apply(connection)
-        let again = try connection.query(definitions, [nameArray])
-        #expect((0..<again.count).map { again.string($0, "definition") } == (0..<after.count).map { after.string($0, "definition") })
+        #expect(try Self.checks(connection).mapValues(\.definition) == after.mapValues(\.definition))
+        // The operator's optional step: the rows written under the old rules pass the new ones.
+        _ = try connection.query("alter table authentications "
+                                 + Self.checkNames.map { "validate constraint \($0)" }.joined(separator: ", "))
+        #expect(try Self.checks(connection).values.allSatisfy(\.validated))
     }
 }
