@@ -9,10 +9,13 @@ ENGINE = os.environ["OOB_ENGINE_BINARY"]
 BENCH = os.environ["OOB_BENCH_BINARY"]
 DATABASE_URL = os.environ["DATABASE_URL"]
 PG_BINDIR = os.environ["PG_BINDIR"]
-SECONDS = int(os.environ.get("OOB_BENCH_SECONDS", "6"))
+SECONDS = int(os.environ.get("OOB_BENCH_SECONDS", "4"))
+# Rounds of each peak measurement (pgbench, then the engine); the best round of each side counts.
+ROUNDS = int(os.environ.get("OOB_BENCH_ROUNDS", "2"))
 PACED_SECONDS = int(os.environ.get("OOB_BENCH_PACED_SECONDS", "10"))
 # Each calibration probe of a latency run has its own ids (decisions need fresh PENDING ones).
 PROBE_TAGS = ["c", "d", "e", "f"]
+RERUN_TAG = "g"
 LEVELS = [int(x) for x in os.environ.get("OOB_BENCH_LEVELS", "1,16,64").split(",")]
 PACED_CONNECTIONS = 64
 # Issue 8's targets: each scenario's engine peak as a multiple of pgbench's peak in the same run.
@@ -176,7 +179,7 @@ def pgbench_scripts():
 def main():
     output = sys.argv[1]
     micro = json.load(open(sys.argv[2])) if len(sys.argv) > 2 and os.path.exists(sys.argv[2]) else {}
-    results = {"micro": micro.get("benchmarks", []),"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds_per_run": SECONDS, "seconds_per_latency_run": PACED_SECONDS,
+    results = {"micro": micro.get("benchmarks", []),"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds_per_run": SECONDS, "rounds_per_level": ROUNDS, "seconds_per_latency_run": PACED_SECONDS,
                "machine": "%d cores, %s" % (os.cpu_count(), open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" \t:")),
                "load": {}, "peaks": {}, "memory_mib": {}}
     scripts = pgbench_scripts()
@@ -232,22 +235,36 @@ def main():
             warm = wrk("warm.lua", api, 16, ["warm", d1, ISSUER, "bench-consumer", "2", "20000", app], 5)
             log("poll warm-up: %.0f polls over the 20,000 targets" % (warm["rps"] * 5))
         for level in LEVELS:
-            run += 1
-            prefix = "r%d%s" % (run, scenario[:1])
-            if scenario == "mix":
-                reference = pgbench([scripts["authenticate"] + "@1", scripts["poll"] + "@5", scripts["decision"] + "@1"], level)
-            else:
-                reference = pgbench([scripts[scenario]], level)
-            if scenario in ("decision", "mix"):
-                seed_pending(prefix + "-", 400000 if scenario == "decision" else 100000)
-            psql("checkpoint")
-            threads = max(1, min(2, level))
-            measured = wrk(scenario + ".lua", api, level, [prefix, d1, ISSUER, "bench-consumer", str(threads), "20000", app])
+            # ROUNDS rounds of pgbench then the engine, each after a checkpoint; each side's best
+            # round counts. This machine's speed drifts within a minute: a slow moment in one
+            # run would otherwise decide the ratio, and taking the best of each side treats
+            # both alike.
+            references, engine_rounds = [], []
+            for round_number in range(ROUNDS):
+                run += 1
+                prefix = "r%d%s" % (run, scenario[:1])
+                psql("checkpoint")
+                if scenario == "mix":
+                    references.append(pgbench([scripts["authenticate"] + "@1", scripts["poll"] + "@5", scripts["decision"] + "@1"], level))
+                else:
+                    references.append(pgbench([scripts[scenario]], level))
+                if scenario in ("decision", "mix"):
+                    # Enough fresh PENDING ids for 30,000 decisions/s (the mix: 10,000/s).
+                    seed_pending(prefix + "-", (30000 if scenario == "decision" else 10000) * SECONDS)
+                psql("checkpoint")
+                threads = max(1, min(2, level))
+                engine_rounds.append(wrk(scenario + ".lua", api, level, [prefix, d1, ISSUER, "bench-consumer", str(threads), "20000", app]))
+            reference = max(references, key=lambda r: r["tps"])
+            measured = dict(max(engine_rounds, key=lambda r: r["rps"]), errors=sum(r["errors"] for r in engine_rounds))
             ratio = measured["rps"] / reference["tps"] if reference["tps"] else None
-            results["load"]["%s@%d" % (scenario, level)] = {"engine": measured, "pgbench": reference, "ratio": ratio}
-            log("%-12s c=%-3d engine %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d | pgbench %8.0f/s | ratio %.2f" % (
-                scenario, level, measured["rps"], measured["p50_ms"] or 0, measured["p99_ms"] or 0, measured["errors"],
-                reference["tps"], ratio or 0))
+            results["load"]["%s@%d" % (scenario, level)] = {
+                "engine": measured, "pgbench": reference, "ratio": ratio,
+                "rounds": {"engine_rps": [r["rps"] for r in engine_rounds], "pgbench_tps": [r["tps"] for r in references]}}
+            log("%-12s c=%-3d engine %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d | pgbench %8.0f/s | ratio %.2f"
+                " | rounds: engine %s, pgbench %s" % (
+                scenario, level, measured["rps"], measured["p50_ms"] or 0, measured["p99_ms"] or 0,
+                measured["errors"], reference["tps"], ratio or 0,
+                "/".join("%.0f" % r["rps"] for r in engine_rounds), "/".join("%.0f" % r["tps"] for r in references)))
         # The targets compare peaks: the engine's best throughput over the connection counts
         # against pgbench's best, both from this run.
         runs = [results["load"]["%s@%d" % (scenario, level)] for level in LEVELS]
@@ -281,6 +298,13 @@ def main():
         # probe lands within 7 % of the target rate, after four at most.
         # If none lands, the pause is interpolated between the probes on either side of the
         # target (the rate falls as the pause grows), or taken from the nearest probe.
+        def pause_between(probes):
+            above = [p for p in probes if p[1] >= target]
+            below = [p for p in probes if p[1] < target]
+            if above and below:
+                (p1, r1), (p2, r2) = min(above, key=lambda p: p[1]), max(below, key=lambda p: p[1])
+                return p1 + (p2 - p1) * (r1 - target) / (r1 - r2) if r1 != r2 else p1
+            return min(probes, key=lambda p: abs(p[1] - target))[0]
         pause_ms = cycle_ms / 2
         probes = []
         for tag in PROBE_TAGS:
@@ -288,27 +312,35 @@ def main():
             if not probe["rps"]:
                 break
             probes.append((pause_ms, probe["rps"]))
+            log("%-12s probe: pause %.3f ms -> %.0f/s (target %.0f/s)" % (scenario, pause_ms, probe["rps"], target))
             if abs(probe["rps"] / target - 1) <= 0.07:
                 break
             latency_ms = max(0.0, connections / probe["rps"] * 1000.0 - pause_ms)
             pause_ms = max(0.0, cycle_ms - latency_ms)
         else:
-            above = [p for p in probes if p[1] >= target]
-            below = [p for p in probes if p[1] < target]
-            if above and below:
-                (p1, r1), (p2, r2) = min(above, key=lambda p: p[1]), max(below, key=lambda p: p[1])
-                pause_ms = p1 + (p2 - p1) * (r1 - target) / (r1 - r2) if r1 != r2 else p1
-            elif probes:
-                pause_ms = min(probes, key=lambda p: abs(p[1] - target))[0]
+            if probes:
+                pause_ms = pause_between(probes)
         # Longer than the peak runs: a p99 over a few seconds moves with any single hiccup of
         # the shared machine.
         paced = paced_run(pause_ms, PACED_SECONDS)
+        # Two-second probes can mislead (the first writes after a checkpoint are slower): when
+        # the run itself lands more than 10 % off the target rate, it counts as one more probe
+        # and the run is made once more, on fresh ids, with the pause corrected.
+        if paced["rps"] and abs(paced["rps"] / target - 1) > 0.10:
+            log("%-12s latency run: pause %.3f ms -> %.0f/s, more than 10 %% off %.0f/s: once more" % (
+                scenario, pause_ms, paced["rps"], target))
+            probes.append((pause_ms, paced["rps"]))
+            pause_ms = pause_between(probes)
+            if scenario in ("decision", "mix"):
+                seed_pending(prefix + RERUN_TAG + "-", final_ids)
+            paced = paced_run(pause_ms, PACED_SECONDS, RERUN_TAG)
         results["peaks"][scenario] = {
             "engine_rps": engine_peak, "pgbench_tps": pgbench_peak, "ratio": engine_peak / pgbench_peak if pgbench_peak else None,
             "target_ratio": TARGET_RATIOS[scenario],
             "at_70_percent": {"offered_target_rps": round(target), "connections": connections, "pause_ms": round(pause_ms, 3),
                               "rps": paced["rps"], "fraction_of_peak": paced["rps"] / engine_peak if engine_peak else None,
-                              "p50_ms": paced["p50_ms"], "p99_ms": paced["p99_ms"], "errors": paced["errors"]},
+                              "p50_ms": paced["p50_ms"], "p99_ms": paced["p99_ms"], "errors": paced["errors"],
+                              "calibration": [{"pause_ms": round(p, 3), "rps": r} for p, r in probes]},
         }
         log("%-12s peak engine %8.0f/s vs pgbench %8.0f/s = %.2f (target %.1f) | at %.0f%% of peak: p50 %.2f ms p99 %.2f ms" % (
             scenario, engine_peak, pgbench_peak, results["peaks"][scenario]["ratio"] or 0, TARGET_RATIOS[scenario],
