@@ -33,18 +33,24 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
         }
     }
 
-    /// `maxInFlight` statements of each kind at once, each carrying up to `maxBatch` requests.
-    /// Two in flight measured best on 2 cores (scripts/bench, 64 connections: about 1.3× the
-    /// authenticate rate of four, which spread the same rows over more, smaller commits).
-    /// Decisions have `decisionsInFlight` (one): a decision's commit sends NOTIFY, and PostgreSQL
-    /// lets one notifying transaction commit at a time (a cluster-wide lock held until its WAL
-    /// is flushed), so a second batch in flight only queues there. Measured at about 70 % of the
-    /// decision peak: p99 10.4 ms with one in flight, 11.8 ms with two (mean of six runs each).
-    package init(pool: PostgresPool, maxInFlight: Int = 2, decisionsInFlight: Int = 1, maxBatch: Int = 256,
-                 cache: AuthenticationCache = AuthenticationCache()) {
+    /// Statements in flight at once: `createsInFlight` batched inserts, `decisionsInFlight`
+    /// batched decisions, `maxInFlight` batched reads; each carries up to `maxBatch` requests.
+    /// Decisions: one. A decision's commit sends NOTIFY, and PostgreSQL lets one notifying
+    /// transaction commit at a time (a cluster-wide lock held until its WAL is flushed), so a
+    /// second batch in flight only queues there (p99 at about 70 % of the decision peak: 10.4 ms
+    /// with one, 11.8 ms with two; mean of six runs each).
+    /// Creates: one. A second drainer starts the moment a request arrives while the first one's
+    /// statement runs, so at moderate rates it sends batches of two or three rows, each paying a
+    /// whole statement's fixed cost on the cores the other batches need. In the 1:5:1 mix at
+    /// about 70 % of its peak, on 2 cores, two in flight gave a p99 of 17.7-21.3 ms with half the
+    /// decisions over 10 ms; one gave 7.9-9.0 ms. Two raise the authenticate-only peak by about a
+    /// fifth (overlapping one batch's round trip and commit with the next), which the mix and
+    /// the latency targets outweigh.
+    package init(pool: PostgresPool, maxInFlight: Int = 2, createsInFlight: Int = 1, decisionsInFlight: Int = 1,
+                 maxBatch: Int = 256, cache: AuthenticationCache = AuthenticationCache()) {
         self.pool = pool
         self.cache = cache
-        creates = Batcher(pool: pool, maxInFlight: maxInFlight, maxBatch: maxBatch,
+        creates = Batcher(pool: pool, maxInFlight: createsInFlight, maxBatch: maxBatch,
                           key: { $0.issuerId + "/" + $0.request.authenticationId }) { items, connection in
             try Self.createBatch(items, on: connection, cache: cache)
         }
