@@ -41,11 +41,11 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     /// with one, 11.8 ms with two; mean of six runs each).
     /// Creates: one. A second drainer starts the moment a request arrives while the first one's
     /// statement runs, so at moderate rates it sends batches of two or three rows, each paying a
-    /// whole statement's fixed cost on the cores the other batches need. In the 1:5:1 mix at
-    /// about 70 % of its peak, on 2 cores, two in flight gave a p99 of 17.7-21.3 ms with half the
-    /// decisions over 10 ms; one gave 7.9-9.0 ms. Two raise the authenticate-only peak by about a
-    /// fifth (overlapping one batch's round trip and commit with the next), which the mix and
-    /// the latency targets outweigh.
+    /// whole statement's fixed cost on the cores the other batches need. In the 1:5:1 mix paced
+    /// at 14,000-17,900 requests/s on 2 cores, two in flight gave a p99 of 17.7-21.3 ms with half
+    /// the decisions over 10 ms; one gave 7.9-9.0 ms. Two raise the authenticate-only peak by
+    /// about a fifth (overlapping one batch's round trip and commit with the next), which the mix
+    /// and the latency targets outweigh.
     package init(pool: PostgresPool, maxInFlight: Int = 2, createsInFlight: Int = 1, decisionsInFlight: Int = 1,
                  maxBatch: Int = 256, cache: AuthenticationCache = AuthenticationCache()) {
         self.pool = pool
