@@ -34,7 +34,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     }
 
     /// Statements in flight at once: `createsInFlight` batched inserts, `decisionsInFlight`
-    /// batched decisions, `maxInFlight` batched reads; each carries up to `maxBatch` requests.
+    /// batched decisions, `findsInFlight` batched reads; each carries up to `maxBatch` requests.
     /// Decisions: one. A decision's commit sends NOTIFY, and PostgreSQL lets one notifying
     /// transaction commit at a time (a cluster-wide lock held until its WAL is flushed), so a
     /// second batch in flight only queues there (p99 at about 70 % of the decision peak: 10.4 ms
@@ -46,7 +46,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     /// the decisions over 10 ms; one gave 7.9-9.0 ms. Two raise the authenticate-only peak by
     /// about a fifth (overlapping one batch's round trip and commit with the next), which the mix
     /// and the latency targets outweigh.
-    package init(pool: PostgresPool, maxInFlight: Int = 2, createsInFlight: Int = 1, decisionsInFlight: Int = 1,
+    package init(pool: PostgresPool, findsInFlight: Int = 2, createsInFlight: Int = 1, decisionsInFlight: Int = 1,
                  maxBatch: Int = 256, cache: AuthenticationCache = AuthenticationCache()) {
         self.pool = pool
         self.cache = cache
@@ -54,7 +54,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
                           key: { $0.issuerId + "/" + $0.request.authenticationId }) { items, connection in
             try Self.createBatch(items, on: connection, cache: cache)
         }
-        finds = Batcher(pool: pool, maxInFlight: maxInFlight, maxBatch: maxBatch) { items, connection in
+        finds = Batcher(pool: pool, maxInFlight: findsInFlight, maxBatch: maxBatch) { items, connection in
             try Self.findBatch(items, on: connection, cache: cache)
         }
         decisions = Batcher(pool: pool, maxInFlight: decisionsInFlight, maxBatch: maxBatch,

@@ -240,7 +240,7 @@ def main():
             # run would otherwise decide the ratio, and taking the best of each side treats
             # both alike.
             references, engine_rounds = [], []
-            for round_number in range(ROUNDS):
+            for _ in range(ROUNDS):
                 run += 1
                 prefix = "r%d%s" % (run, scenario[:1])
                 psql("checkpoint")

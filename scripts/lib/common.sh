@@ -126,10 +126,17 @@ CONF
     fi
 }
 
-# pg_recreate_database: drop and create `oob` again, for a test run that starts from nothing.
+# pg_recreate_database [NAME]: drop and create NAME (default `oob`) again in the cluster
+# pg_start started, for a run that starts from nothing.
 pg_recreate_database() {
-    "$PG_BINDIR/psql" -h 127.0.0.1 -p "$PGPORT_LOCAL" -U oob -d postgres -qc "drop database if exists oob with (force)" >/dev/null
-    "$PG_BINDIR/psql" -h 127.0.0.1 -p "$PGPORT_LOCAL" -U oob -d postgres -qc "create database oob" >/dev/null
+    pg_drop_database "${1:-oob}"
+    "$PG_BINDIR/psql" -h 127.0.0.1 -p "$PGPORT_LOCAL" -U oob -d postgres -qc "create database ${1:-oob}" >/dev/null
+}
+
+# pg_drop_database NAME: drop NAME from the cluster pg_start started, if it exists.
+pg_drop_database() {
+    PGOPTIONS="-c client_min_messages=warning" \
+        "$PG_BINDIR/psql" -h 127.0.0.1 -p "$PGPORT_LOCAL" -U oob -d postgres -qc "drop database if exists $1 with (force)" >/dev/null
 }
 
 pg_stop() {
