@@ -3,10 +3,11 @@ import Postgres
 import Server
 import Testing
 
-/// The identifier checks on `authentications` are written with ltrim instead of regular
-/// expressions (cheaper on every insert and update). These tests hold them to the grammars the
-/// regular expressions stated, against the real database, and check that a database created with
-/// the regex versions gets the new ones when the schema is applied again.
+/// The identifier checks on `authentications` are written as a length and a negated character
+/// class (`x !~ '[^A-Za-z0-9_-]'`), cheaper on every insert and update than the anchored regular
+/// expressions of the first schema and the ltrim form of the second. These tests hold them to the
+/// grammars the first regular expressions stated, against the real database, and check that a
+/// database created with either older form gets the new ones when the schema is applied again.
 @Suite(.serialized)
 struct SchemaConstraintTests {
     static let issuer = "ISSUERCHK1"
@@ -24,6 +25,11 @@ struct SchemaConstraintTests {
             statementTimeoutMilliseconds: 20_000, applicationName: "oob-engine-tests"))
         try Migration.apply(connection)
         return connection
+    }
+
+    /// The current form: what pg_get_constraintdef shows of it.
+    static func isCurrentForm(_ definition: String) -> Bool {
+        definition.contains("!~") && definition.contains("char_length") && !definition.contains("ltrim")
     }
 
     static let checkNames = ["authentication_id", "consumer_id", "card_id", "pan_suffix", "amount", "currency_code"]
@@ -111,44 +117,47 @@ struct SchemaConstraintTests {
             let checks = try Self.checks(fresh)
             #expect(checks.count == 6)
             for (name, check) in checks {
-                #expect(check.definition.contains("ltrim") && check.validated, "\(name): \(check.definition)")
+                #expect(Self.isCurrentForm(check.definition) && check.validated, "\(name): \(check.definition)")
             }
         }
     }
 
-    @Test func regexChecksOfAnOlderDatabaseAreReplacedWhenTheSchemaIsApplied() throws {
+    /// The six checks as the schema of 2026-11 (anchored regular expressions) and of 2026-12-02
+    /// (ltrim) created them.
+    static let olderForms: [String: [String]] = [
+        "regex": ["authentication_id ~ '^[A-Za-z0-9_-]{1,64}$'", "consumer_id ~ '^[A-Za-z0-9_-]{1,64}$'",
+                  "card_id ~ '^[A-Za-z0-9_-]{1,48}$'", "pan_suffix ~ '^[0-9]{4}$'", "amount ~ '^[0-9]{1,48}$'",
+                  "currency_code ~ '^[A-Za-z]{3}$'"],
+        "ltrim": ["char_length(authentication_id) between 1 and 64 and ltrim(authentication_id, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-') = ''",
+                  "char_length(consumer_id) between 1 and 64 and ltrim(consumer_id, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-') = ''",
+                  "char_length(card_id) between 1 and 48 and ltrim(card_id, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-') = ''",
+                  "char_length(pan_suffix) = 4 and ltrim(pan_suffix, '0123456789') = ''",
+                  "char_length(amount) between 1 and 48 and ltrim(amount, '0123456789') = ''",
+                  "char_length(currency_code) = 3 and ltrim(currency_code, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz') = ''"],
+    ]
+
+    @Test(arguments: ["regex", "ltrim"])
+    func checksOfAnOlderDatabaseAreReplacedWhenTheSchemaIsApplied(form: String) throws {
         let connection = try Self.connect()
         // A row written before the upgrade (the table of an older database is not empty).
         _ = try connection.query("""
             insert into authentications (issuer_id, authentication_id, consumer_id, state, deadline)
             values ($1, $2, 'chk-consumer', 'PENDING', now() + interval '1 minute')
             """, [Self.issuer, "chk-old-\(UUID().uuidString.prefix(8))"])
-        // The constraints as the first schema created them.
-        _ = try connection.query("""
-            alter table authentications
-                drop constraint authentications_authentication_id_check,
-                drop constraint authentications_consumer_id_check,
-                drop constraint authentications_card_id_check,
-                drop constraint authentications_pan_suffix_check,
-                drop constraint authentications_amount_check,
-                drop constraint authentications_currency_code_check,
-                add constraint authentications_authentication_id_check check (authentication_id ~ '^[A-Za-z0-9_-]{1,64}$'),
-                add constraint authentications_consumer_id_check check (consumer_id ~ '^[A-Za-z0-9_-]{1,64}$'),
-                add constraint authentications_card_id_check check (card_id ~ '^[A-Za-z0-9_-]{1,48}$'),
-                add constraint authentications_pan_suffix_check check (pan_suffix ~ '^[0-9]{4}$'),
-                add constraint authentications_amount_check check (amount ~ '^[0-9]{1,48}$'),
-                add constraint authentications_currency_code_check check (currency_code ~ '^[A-Za-z]{3}$')
-            """)
+        // The constraints as the older schema created them.
+        let older = try #require(Self.olderForms[form])
+        _ = try connection.query("alter table authentications "
+            + Self.checkNames.map { "drop constraint \($0)" }.joined(separator: ", ") + ", "
+            + zip(Self.checkNames, older).map { "add constraint \($0) check (\($1))" }.joined(separator: ", "))
         let before = try Self.checks(connection)
-        #expect(before.count == 6 && before.values.allSatisfy { $0.definition.contains("~") })
+        #expect(before.count == 6 && before.values.allSatisfy { !Self.isCurrentForm($0.definition) && $0.validated })
 
         // Replaced without re-checking the existing rows (instant on a large table)...
         try Migration.apply(connection)
         let after = try Self.checks(connection)
         #expect(after.count == 6)
         for (name, check) in after {
-            #expect(check.definition.contains("ltrim") && !check.definition.contains("~") && !check.validated,
-                    "\(name): \(check.definition)")
+            #expect(Self.isCurrentForm(check.definition) && !check.validated, "\(name): \(check.definition)")
         }
         // ...and applying the schema again changes nothing.
         try Migration.apply(connection)
