@@ -11,7 +11,7 @@ import Synchronization
 ///   database: the `PostgresNotificationListener` is connected, and its last heartbeat that came
 ///   back was sent less than `freshness` (75 ms) ago, so every change committed before then has
 ///   been announced to us and has removed what it changed from here (the schema's
-///   `authentications_notify_change` trigger). A decision made on another instance therefore
+///   `authentications_announce_changes` trigger). A decision made on another instance therefore
 ///   shows within 75 ms plus the delivery time. Never within `deadlineMargin` (1 s) of the
 ///   deadline by the local clock either: the poll that ends an authentication past its deadline
 ///   reads the database.
@@ -24,7 +24,8 @@ import Synchronization
 ///
 /// Bounded: beyond `capacity` records, the oldest stored go first.
 package final class AuthenticationCache: Sendable {
-    /// The channel the schema's trigger notifies (payload `issuer_id/authentication_id`).
+    /// The channel the schema's trigger notifies (payload: `issuer_id/authentication_id` keys
+    /// separated by spaces, those one statement changed).
     package static let channel = "oob_authentication_changed"
     package static let freshness: Duration = .milliseconds(75)
     package static let deadlineMargin: Duration = .seconds(1)
@@ -281,26 +282,33 @@ package final class AuthenticationCache: Sendable {
     }
 
     func invalidate(key: String) {
-        state.withLock { state in
-            state.sequence += 1
-            state.invalidations += 1
-            let slot = Int(state.sequence % UInt64(ringCapacity))
-            if let old = state.ring[slot], state.latestInvalidation[old.key] == old.sequence {
-                state.latestInvalidation[old.key] = nil
-            }
-            state.ring[slot] = Invalidation(key: key, sequence: state.sequence)
-            state.latestInvalidation[key] = state.sequence
-            if let entry = state.entries[key], entry.record.status.state == .pending {
-                state.entries.remove(key)
-            }
+        state.withLock { state in invalidate(key: key, in: &state) }
+    }
+
+    private func invalidate(key: String, in state: inout State) {
+        state.sequence += 1
+        state.invalidations += 1
+        let slot = Int(state.sequence % UInt64(ringCapacity))
+        if let old = state.ring[slot], state.latestInvalidation[old.key] == old.sequence {
+            state.latestInvalidation[old.key] = nil
+        }
+        state.ring[slot] = Invalidation(key: key, sequence: state.sequence)
+        state.latestInvalidation[key] = state.sequence
+        if let entry = state.entries[key], entry.record.status.state == .pending {
+            state.entries.remove(key)
         }
     }
 
     /// What the `PostgresNotificationListener` reports.
     package func handle(_ event: PostgresNotificationListener.Event) {
         switch event {
-        case .notification(let key):
-            invalidate(key: key)
+        case .notification(let payload):
+            // One notification per statement: the keys it changed, separated by spaces (no key
+            // holds one: identifiers are URL path segments). Taken under one lock.
+            let keys = payload.split(separator: " ")
+            state.withLock { state in
+                for key in keys { invalidate(key: String(key), in: &state) }
+            }
         case .heartbeat(let sentAt):
             state.withLock { state in
                 if state.listening, sentAt > state.lastHeartbeatSentAt ?? 0 { state.lastHeartbeatSentAt = sentAt }

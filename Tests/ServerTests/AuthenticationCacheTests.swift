@@ -112,6 +112,22 @@ import Testing
         #expect(cache.statistics.invalidations == 1)
     }
 
+    @Test func oneAnnouncementOfSeveralKeysDropsEachPendingRecord() {
+        let cache = cache()
+        inStep(cache)
+        for id in ["p", "q", "r"] { cache.remember(record(id), since: cache.sequence) }
+        let since = cache.sequence
+        // One statement's keys, as the schema's trigger sends them.
+        cache.handle(.notification("ISSUER0001/p ISSUER0001/r ISSUER0001/unknown"))
+        #expect(get(cache, "p") == nil)
+        #expect(get(cache, "q") == .pending)
+        #expect(get(cache, "r") == nil)
+        #expect(cache.statistics.invalidations == 3)
+        // A read in flight across the announcement is not stored for any of its keys.
+        cache.remember(record("r"), since: since)
+        #expect(get(cache, "r") == nil, "stale PENDING kept")
+    }
+
     @Test func aReadThatSawPendingBeforeTheChangeIsNotStoredAfterIt() {
         let cache = cache()
         inStep(cache)
