@@ -15,7 +15,9 @@ ROUNDS = int(os.environ.get("OOB_BENCH_ROUNDS", "2"))
 PACED_SECONDS = int(os.environ.get("OOB_BENCH_PACED_SECONDS", "10"))
 # Each calibration probe of a latency run has its own ids (decisions need fresh PENDING ones).
 PROBE_TAGS = ["c", "d", "e", "f"]
-RERUN_TAG = "g"
+# A latency run landing more than RERUN_TOLERANCE off its target rate is made again (twice at most).
+RERUN_TAGS = ["g", "h"]
+RERUN_TOLERANCE = 0.05
 LEVELS = [int(x) for x in os.environ.get("OOB_BENCH_LEVELS", "1,16,64").split(",")]
 PACED_CONNECTIONS = 64
 # Issue 8's targets: each scenario's engine peak as a multiple of pgbench's peak in the same run.
@@ -323,24 +325,37 @@ def main():
         # Longer than the peak runs: a p99 over a few seconds moves with any single hiccup of
         # the shared machine.
         paced = paced_run(pause_ms, PACED_SECONDS)
-        # Two-second probes can mislead (the first writes after a checkpoint are slower): when
-        # the run itself lands more than 10 % off the target rate, it counts as one more probe
-        # and the run is made once more, on fresh ids, with the pause corrected.
-        if paced["rps"] and abs(paced["rps"] / target - 1) > 0.10:
-            log("%-12s latency run: pause %.3f ms -> %.0f/s, more than 10 %% off %.0f/s: once more" % (
-                scenario, pause_ms, paced["rps"], target))
-            probes.append((pause_ms, paced["rps"]))
-            pause_ms = pause_between(probes)
+        # Two-second probes can mislead: they start cold, right after the checkpoint (the first
+        # writes after one are slower), so a ten-second run with their pause tends to land above
+        # the target, at 74-77 % of the peak instead of 70 %. When the run lands more than 5 %
+        # off the target rate, it counts as one more probe and is made again, on fresh ids, with
+        # the pause corrected (twice at most). Every run made is kept in results.json.
+        attempts = []
+        for tag in RERUN_TAGS:
+            if not paced["rps"] or abs(paced["rps"] / target - 1) <= RERUN_TOLERANCE:
+                break
+            log("%-12s latency run: pause %.3f ms -> %.0f/s, more than %d %% off %.0f/s: again" % (
+                scenario, pause_ms, paced["rps"], 100 * RERUN_TOLERANCE, target))
+            attempts.append({"pause_ms": round(pause_ms, 3), "rps": paced["rps"], "p50_ms": paced["p50_ms"], "p99_ms": paced["p99_ms"]})
+            runs = [(a["pause_ms"], a["rps"]) for a in attempts]
+            if any(r >= target for _, r in runs) and any(r < target for _, r in runs):
+                # Runs on both sides of the target: between them (the cold probes left out).
+                pause_ms = pause_between(runs)
+            else:
+                # As for the probes, from the run's own latency at its rate.
+                latency_ms = max(0.0, connections / paced["rps"] * 1000.0 - pause_ms)
+                pause_ms = max(0.0, cycle_ms - latency_ms)
             if scenario in ("decision", "mix"):
-                seed_pending(prefix + RERUN_TAG + "-", final_ids)
-            paced = paced_run(pause_ms, PACED_SECONDS, RERUN_TAG)
+                seed_pending(prefix + tag + "-", final_ids)
+            paced = paced_run(pause_ms, PACED_SECONDS, tag)
         results["peaks"][scenario] = {
             "engine_rps": engine_peak, "pgbench_tps": pgbench_peak, "ratio": engine_peak / pgbench_peak if pgbench_peak else None,
             "target_ratio": TARGET_RATIOS[scenario],
             "at_70_percent": {"offered_target_rps": round(target), "connections": connections, "pause_ms": round(pause_ms, 3),
                               "rps": paced["rps"], "fraction_of_peak": paced["rps"] / engine_peak if engine_peak else None,
                               "p50_ms": paced["p50_ms"], "p99_ms": paced["p99_ms"], "errors": paced["errors"],
-                              "calibration": [{"pause_ms": round(p, 3), "rps": r} for p, r in probes]},
+                              "calibration": [{"pause_ms": round(p, 3), "rps": r} for p, r in probes],
+                              "runs_off_target": attempts},
         }
         log("%-12s peak engine %8.0f/s vs pgbench %8.0f/s = %.2f (target %.1f) | at %.0f%% of peak: p50 %.2f ms p99 %.2f ms" % (
             scenario, engine_peak, pgbench_peak, results["peaks"][scenario]["ratio"] or 0, TARGET_RATIOS[scenario],
