@@ -167,11 +167,12 @@ end $$;
 -- database): every statement that updates authentications announces the rows it changed at
 -- commit on channel oob_authentication_changed, as "issuer_id/authentication_id" keys separated
 -- by spaces, so each instance forgets what it held for them within milliseconds. One notification
--- per statement (up to 64 keys each: a payload is limited to 8000 bytes, and a key is at most
--- 10 characters, "/" and 64), not one per row: per row, pg_notify cost about a quarter of a
--- 40-row decision batch. Every update the engine makes is a change of state; announcing any other
--- update too is harmless (a PENDING record is read again). Memory only speeds things up: nothing
--- is lost if nobody listens.
+-- per statement, not one per row (per row, pg_notify cost about a quarter of a 40-row decision
+-- batch), up to 64 keys each: a key and its separator take at most 106 bytes (10 characters of
+-- up to 4 bytes, "/", 64 ASCII characters, " "), and PostgreSQL refuses a payload of 8000 bytes
+-- or more, the update with it. Every update the engine makes is a change of state; announcing
+-- any other update too is harmless (a PENDING record is read again). Memory only speeds things
+-- up: nothing is lost if nobody listens.
 create or replace function authentications_announce_changes() returns trigger language plpgsql as $$
 begin
     perform pg_notify('oob_authentication_changed', string_agg(changed.key, ' '))
