@@ -294,7 +294,7 @@ def main():
         def measured_run(pause_ms, tag=""):
             # Vacuumed again right before each measured run: the probes and any earlier run wrote
             # enough rows for autovacuum to start on authentications and transitions in the
-            # middle of the next ten seconds (seen: a 09:28 run's p99 went from about 9 ms to
+            # middle of the next ten seconds (seen on 2026-12-02: a p99 went from about 9 ms to
             # 29.75 ms while both tables were auto-vacuumed and analysed during it).
             for statement in ["vacuum analyze authentications", "vacuum analyze transitions"]:
                 psql(statement)
@@ -336,8 +336,9 @@ def main():
         # Two-second probes can mislead: they start cold, right after the checkpoint (the first
         # writes after one are slower), so a ten-second run with their pause tends to land above
         # the target, at 74-77 % of the peak instead of 70 %. When the run lands more than 5 %
-        # off the target rate, it counts as one more probe and is made again, on fresh ids, with
-        # the pause corrected (twice at most). Every run made is kept in results.json.
+        # off the target rate, it is made again (twice at most), on fresh ids, with the pause
+        # corrected from the run itself, or between runs either side of the target. Every run
+        # made is kept in results.json.
         attempts = []
         for tag in RERUN_TAGS:
             if not paced["rps"] or abs(paced["rps"] / target - 1) <= RERUN_TOLERANCE:
