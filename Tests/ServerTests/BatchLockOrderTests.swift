@@ -17,13 +17,8 @@ struct BatchLockOrderTests {
     static let rows = 120
     static let rounds = 12
 
-    static func configuration() throws -> PostgresConfiguration {
-        guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
-            throw StoreError.inconsistent("DATABASE_URL is not set: run scripts/test")
-        }
-        return PostgresConfiguration(url: url, poolSize: 2, connectTimeoutSeconds: 2,
-                                     statementTimeoutMilliseconds: 20_000, applicationName: "oob-engine-tests")
-    }
+    /// Two connections: the two batches run at once.
+    static func configuration() throws -> PostgresConfiguration { try TestDatabase.configuration(poolSize: 2) }
 
     /// Runs `first` and `second` on the pool's two connections, released together.
     static func together<T: Sendable>(_ pool: PostgresPool,

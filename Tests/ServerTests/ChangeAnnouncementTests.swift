@@ -28,14 +28,6 @@ struct ChangeAnnouncementTests {
         }
     }
 
-    static func configuration() throws -> PostgresConfiguration {
-        guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
-            throw StoreError.inconsistent("DATABASE_URL is not set: run scripts/test")
-        }
-        return PostgresConfiguration(url: url, poolSize: 1, connectTimeoutSeconds: 2,
-                                     statementTimeoutMilliseconds: 20_000, applicationName: "oob-engine-tests")
-    }
-
     /// Polls `condition` until it holds or 10 s have passed.
     static func eventually(_ condition: () -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + .seconds(10)
@@ -48,13 +40,13 @@ struct ChangeAnnouncementTests {
 
     @Test func oneStatementIsAnnouncedInNotificationsOfAtMost64Keys() async throws {
         let received = Received()
-        let listener = PostgresNotificationListener(configuration: try Self.configuration(),
+        let listener = PostgresNotificationListener(configuration: try TestDatabase.configuration(),
                                                     channel: AuthenticationCache.channel, onEvent: received.record)
         listener.start()
         defer { listener.shutdown() }
         #expect(await Self.eventually { received.connected.withLock { $0 } })
 
-        let connection = try PostgresConnection.connect(try Self.configuration())
+        let connection = try PostgresConnection.connect(try TestDatabase.configuration())
         try Migration.apply(connection)
         let run = "ann-\(UUID().uuidString.prefix(8).lowercased())"
         let many = 130, single = "\(run)-single"
@@ -92,7 +84,7 @@ struct ChangeAnnouncementTests {
     /// A database from before 2026-12-02 announced with a row trigger; applying the schema
     /// replaces it (two triggers would announce every change twice).
     @Test func theRowTriggerOfAnOlderDatabaseIsReplaced() throws {
-        let connection = try PostgresConnection.connect(try Self.configuration())
+        let connection = try PostgresConnection.connect(try TestDatabase.configuration())
         try Migration.apply(connection)
         try connection.executeScript("""
             drop trigger authentications_announce_changes on authentications;

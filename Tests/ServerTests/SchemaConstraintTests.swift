@@ -12,17 +12,8 @@ import Testing
 struct SchemaConstraintTests {
     static let issuer = "ISSUERCHK1"
 
-    static func databaseURL() throws -> String {
-        guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
-            throw StoreError.inconsistent("DATABASE_URL is not set: run scripts/test")
-        }
-        return url
-    }
-
     static func connect(_ url: String? = nil) throws -> PostgresConnection {
-        let connection = try PostgresConnection.connect(PostgresConfiguration(
-            url: try url ?? Self.databaseURL(), poolSize: 1, connectTimeoutSeconds: 2,
-            statementTimeoutMilliseconds: 20_000, applicationName: "oob-engine-tests"))
+        let connection = try PostgresConnection.connect(TestDatabase.configuration(url: url))
         try Migration.apply(connection)
         return connection
     }
@@ -108,7 +99,7 @@ struct SchemaConstraintTests {
         let name = "oob_schema_\(UUID().uuidString.prefix(8).lowercased())"
         _ = try admin.query("create database \(name)")
         defer { _ = try? admin.query("drop database if exists \(name)") }
-        let base = try Self.databaseURL()
+        let base = try TestDatabase.url()
         let query = base.firstIndex(of: "?").map { String(base[$0...]) } ?? ""
         let path = base.prefix { $0 != "?" }
         let url = path[..<(path.lastIndex(of: "/") ?? path.endIndex)] + "/" + name + query

@@ -43,6 +43,13 @@ def psql(sql):
     return out.stdout.strip()
 
 
+def vacuum_tables(checkpoint=False):
+    """As pgbench does before its runs: the written tables vacuumed and analysed, so that an
+    autovacuum of rows written earlier does not start in the middle of a measurement."""
+    for statement in ["vacuum analyze authentications", "vacuum analyze transitions"] + (["checkpoint"] if checkpoint else []):
+        psql(statement)
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -228,8 +235,7 @@ def main():
             select '%s', 'poll-' || g, 'bench-consumer', 'AUTHENTICATION_FAILED', 'expired', now()
             from generate_series(10001, 20000) g on conflict do nothing""" % ISSUER)
     seed_pending("pgd-", 300000)
-    for statement in ["vacuum analyze authentications", "vacuum analyze transitions", "checkpoint"]:
-        psql(statement)
+    vacuum_tables(checkpoint=True)
 
     run = 0
     for scenario in ["authenticate", "poll", "decision", "mix"]:
@@ -285,8 +291,7 @@ def main():
                 seed_pending(prefix + tag + "-", count)
         # As pgbench does before its runs: vacuumed tables, so that an autovacuum of the rows the
         # peak runs just wrote does not land in the middle of the latency measurement.
-        for statement in ["vacuum analyze authentications", "vacuum analyze transitions", "checkpoint"]:
-            psql(statement)
+        vacuum_tables(checkpoint=True)
         target = 0.7 * engine_peak
         connections = PACED_CONNECTIONS
         threads = max(1, min(2, connections))
@@ -296,8 +301,7 @@ def main():
             # enough rows for autovacuum to start on authentications and transitions in the
             # middle of the next ten seconds (seen on 2026-12-02: a p99 went from about 9 ms to
             # 29.75 ms while both tables were auto-vacuumed and analysed during it).
-            for statement in ["vacuum analyze authentications", "vacuum analyze transitions"]:
-                psql(statement)
+            vacuum_tables()
             return paced_run(pause_ms, PACED_SECONDS, tag)
         def paced_run(pause_ms, seconds=None, tag=""):
             return wrk("paced.lua", api, connections, [prefix + tag, d1, ISSUER, "bench-consumer", str(threads), "20000", app,
@@ -346,10 +350,10 @@ def main():
             log("%-12s latency run: pause %.3f ms -> %.0f/s, more than %d %% off %.0f/s: again" % (
                 scenario, pause_ms, paced["rps"], 100 * RERUN_TOLERANCE, target))
             attempts.append({"pause_ms": round(pause_ms, 3), "rps": paced["rps"], "p50_ms": paced["p50_ms"], "p99_ms": paced["p99_ms"]})
-            runs = [(a["pause_ms"], a["rps"]) for a in attempts]
-            if any(r >= target for _, r in runs) and any(r < target for _, r in runs):
+            points = [(a["pause_ms"], a["rps"]) for a in attempts]
+            if any(r >= target for _, r in points) and any(r < target for _, r in points):
                 # Runs on both sides of the target: between them (the cold probes left out).
-                pause_ms = pause_between(runs)
+                pause_ms = pause_between(points)
             else:
                 # As for the probes, from the run's own latency at its rate.
                 latency_ms = max(0.0, connections / paced["rps"] * 1000.0 - pause_ms)
