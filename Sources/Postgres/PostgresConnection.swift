@@ -5,12 +5,29 @@ import Glibc
 /// name, so the server parses and plans it once per connection. Parameters are text; the server
 /// infers their types from the SQL (add casts like `$1::int` where it cannot).
 package struct PostgresStatement: Sendable, Hashable {
+    /// How PostgreSQL plans the statement on each session (its `plan_cache_mode` while the
+    /// statement runs).
+    package enum Planning: Sendable, Hashable {
+        /// PostgreSQL's default (`auto`): a plan for each execution's parameter values, until a
+        /// generic plan looks no dearer. Right where the best plan depends on the values, e.g.
+        /// optional filters written as `($1 is null or column = $1)`.
+        case automatic
+        /// Planned once per session, for any values (`force_generic_plan`). For statements run
+        /// on every request whose plan does not depend on the values: a multi-row statement
+        /// over `unnest($n)` arrays otherwise stays on per-execution plans, because the planner
+        /// estimates 10 rows for an array it cannot see and fewer for one it can, and planning
+        /// the batched decision cost 0.65-1.0 ms per execution against 0.02 ms for a generic one.
+        case generic
+    }
+
     package let name: String
     package let sql: String
+    package let planning: Planning
 
-    package init(_ name: String, _ sql: String) {
+    package init(_ name: String, _ sql: String, planning: Planning = .automatic) {
         self.name = name
         self.sql = sql
+        self.planning = planning
     }
 }
 
@@ -22,6 +39,9 @@ package final class PostgresConnection {
     private let handle: OpaquePointer
     /// Statement name → SQL of the statements prepared on this server session.
     private var prepared: [String: String] = [:]
+    /// The session's `plan_cache_mode` as this connection last set it (`connect` starts every
+    /// session on `auto`); switched only when a statement asks for the other one.
+    private var planning: PostgresStatement.Planning = .automatic
     /// Set when the session is in a state this module cannot recover (e.g. stuck in COPY).
     private var markedBroken = false
     /// When the current blocking call started, for the pool's watchdog (see `CallWatch`).
@@ -49,7 +69,9 @@ package final class PostgresConnection {
             ("keepalives", "1"), ("keepalives_idle", "5"), ("keepalives_interval", "2"), ("keepalives_count", "3"),
             ("dbname", configuration.url),
             ("connect_timeout", String(max(configuration.connectTimeoutSeconds, 1))),
-            ("options", "-c statement_timeout=\(max(configuration.statementTimeoutMilliseconds, 0))"),
+            // plan_cache_mode: whatever the role or database says, statements start on
+            // PostgreSQL's default, which `execute` switches from only for a `.generic` statement.
+            ("options", "-c statement_timeout=\(max(configuration.statementTimeoutMilliseconds, 0)) -c plan_cache_mode=auto"),
             ("client_encoding", "UTF8"),
         ]
         let opened: OpaquePointer?? = withCStringArray(settings.map(\.0) + [nil]) { keywords -> OpaquePointer? in
@@ -119,13 +141,17 @@ package final class PostgresConnection {
         } else {
             try prepare(statement)
         }
+        try usePlanning(statement.planning)
         do throws(PostgresError) {
             return try executePrepared(statement.name, parameters, operation: operation)
         } catch where error.sqlState == "26000" && !isBroken && PQtransactionStatus(handle) == PQTRANS_IDLE {
             // 26000: someone ran DEALLOCATE / DISCARD ALL on this session; nothing was executed,
             // so preparing again and retrying once is safe.
+            // DISCARD ALL also put plan_cache_mode back to the session's default: set it again.
             prepared[statement.name] = nil
+            planning = .automatic
             try prepare(statement)
+            try usePlanning(statement.planning)
             return try executePrepared(statement.name, parameters, operation: operation)
         }
     }
@@ -324,6 +350,16 @@ package final class PostgresConnection {
         if isBroken {
             throw PostgresError(kind: .connectionLost, operation: operation, detailMessage: "the connection is closed")
         }
+    }
+
+    /// Sets the session's `plan_cache_mode` for the next statement, one round trip, only when it
+    /// changes. Outside transactions only: a SET inside one is undone by its rollback, and the
+    /// mode only affects speed, so a statement in a transaction runs with whatever is in effect.
+    private func usePlanning(_ wanted: PostgresStatement.Planning) throws(PostgresError) {
+        guard wanted != planning, PQtransactionStatus(handle) == PQTRANS_IDLE else { return }
+        let setting = wanted == .generic ? "set plan_cache_mode = force_generic_plan" : "set plan_cache_mode = auto"
+        _ = try rows(from: blocking { PQexec(handle, setting) }, operation: "set plan_cache_mode")
+        planning = wanted
     }
 
     private func prepare(_ statement: PostgresStatement) throws(PostgresError) {

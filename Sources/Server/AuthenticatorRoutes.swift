@@ -57,7 +57,7 @@ package struct AuthenticatorRoutes: Sendable {
             returning 1
         )
         select (select count(*) from recorded) as recorded, (select count(*) from enrolled) as enrolled
-        """)
+        """, planning: .generic)
 
     static let enrolStatement = PostgresStatement("authenticator_enrol", """
         insert into authenticators (issuer_id, consumer_id, app_instance_id, authn_type, active)
@@ -65,20 +65,20 @@ package struct AuthenticatorRoutes: Sendable {
         on conflict (issuer_id, consumer_id, app_instance_id)
         do update set authn_type = excluded.authn_type, active = true, updated_at = now()
         returning (xmax = 0) as created
-        """)
+        """, planning: .generic)
 
     static let unenrolStatement = PostgresStatement("authenticator_unenrol", """
         update authenticators set active = false, updated_at = case when active then now() else updated_at end
         where issuer_id = $1 and consumer_id = $2 and app_instance_id = $3
         returning 1 as found
-        """)
+        """, planning: .generic)
 
     static let listStatement = PostgresStatement("authenticator_list", """
         select app_instance_id, authn_type, active,
                to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as updated_at
         from authenticators where issuer_id = $1 and consumer_id = $2
         order by created_at, app_instance_id
-        """)
+        """, planning: .generic)
 
     func notify(_ context: RouteContext) async -> HTTPResponse {
         let issuer: ConfigFile.Issuer
@@ -239,7 +239,7 @@ enum AppAPI {
     static let knownConsumer = PostgresStatement("consumer_known", """
         select exists (select 1 from consumers where issuer_id = $1 and consumer_id = $2)
             or exists (select 1 from authenticators where issuer_id = $1 and consumer_id = $2) as known
-        """)
+        """, planning: .generic)
 
     static func isKnownConsumer(_ connection: PostgresConnection, issuerId: String, consumerId: String) throws -> Bool {
         try connection.execute(knownConsumer, [issuerId, consumerId]).bool(0, "known") == true

@@ -71,12 +71,12 @@ package enum BatchedStatements {
             where n.state = 'PENDING' and e.push_seconds is not null
         )
         select \(PostgresAuthenticationStore.columns) from inserted
-        """)
+        """, planning: .generic)
 
     static let find = PostgresStatement("authentication_find_batch", """
         select \(PostgresAuthenticationStore.columns) from authentications
         where (issuer_id, authentication_id) in (select * from unnest($1::text[], $2::text[]))
-        """)
+        """, planning: .generic)
 
     /// Many cardholder decisions in one statement: each is a compare-and-set from PENDING that
     /// counts only before the deadline and only from an active authenticator of the consumer.
@@ -95,23 +95,27 @@ package enum BatchedStatements {
         ), locked as (
             -- Row locks in id order, the order every multi-row writer uses (the deadline
             -- expirer too): two batches over the same rows then queue instead of deadlocking.
-            select a.id from authentications a
-            where a.id in (select row_id from target where allowed) and a.state = 'PENDING' and a.deadline > now()
+            -- Each row carries its decision along, so that no later step joins two of these
+            -- lists (a join between CTEs is planned for a guessed row count, and as a nested
+            -- loop its cost grows with the square of the batch).
+            select a.id, t.to_state, t.to_reason, t.actor as decided_by
+            from target t join authentications a on a.id = t.row_id
+            where t.allowed and a.state = 'PENDING' and a.deadline > now()
             order by a.id
-            for update
+            for update of a
         ), updated as (
-            update authentications a set state = t.to_state, reason = t.to_reason
-            from target t join locked l on l.id = t.row_id
-            where a.id = t.row_id and t.allowed and a.state = 'PENDING' and a.deadline > now()
-            returning a.*
+            update authentications a set state = l.to_state, reason = l.to_reason
+            from locked l
+            where a.id = l.id and a.state = 'PENDING' and a.deadline > now()
+            returning a.*, l.decided_by
         ), logged as (
             insert into transitions (authentication_id, from_state, to_state, cause, actor)
-            select u.id, 'PENDING', u.state, 'decision', t.actor from updated u join target t on t.row_id = u.id
+            select id, 'PENDING', state, 'decision', decided_by from updated
         )
         select 'applied' as kind, true as allowed, \(PostgresAuthenticationStore.columns) from updated
         union all
         select 'current', allowed, \(PostgresAuthenticationStore.columns)
         from (select a.*, t.allowed from target t join authentications a on a.id = t.row_id
               where t.row_id not in (select id from updated)) current_rows
-        """)
+        """, planning: .generic)
 }

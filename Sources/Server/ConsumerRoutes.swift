@@ -33,19 +33,19 @@ package struct ConsumerRoutes: Sendable {
         insert into consumers (issuer_id, consumer_id, info) values ($1, $2, $3)
         on conflict (issuer_id, consumer_id) do update set info = excluded.info, updated_at = now()
         returning (xmax = 0) as created
-        """)
+        """, planning: .generic)
 
     /// PUT replaces the consumer's list of cards: cards no longer listed are forgotten, listed
     /// ones (even if another consumer held them) now belong to this consumer.
     static let forgetCards = PostgresStatement("consumer_cards_forget", """
         delete from consumer_cards where issuer_id = $1 and consumer_id = $2 and not (card_id = any($3::text[]))
-        """)
+        """, planning: .generic)
 
     static let claimCards = PostgresStatement("consumer_cards_claim", """
         insert into consumer_cards (issuer_id, card_id, consumer_id)
         select $1, card, $2 from unnest($3::text[]) as card
         on conflict (issuer_id, card_id) do update set consumer_id = excluded.consumer_id
-        """)
+        """, planning: .generic)
 
     /// `card_known`: no cardId asked, or the card is the consumer's (listed by the app backend or
     /// named by one of their authentications).
@@ -56,7 +56,7 @@ package struct ConsumerRoutes: Sendable {
                or exists (select 1 from authentications where issuer_id = $1 and consumer_id = $2 and card_id = $3)
                as card_known
         from consumers where issuer_id = $1 and consumer_id = $2
-        """)
+        """, planning: .generic)
 
     func information(_ context: RouteContext) async -> HTTPResponse {
         let issuer: ConfigFile.Issuer

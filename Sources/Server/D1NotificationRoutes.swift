@@ -39,7 +39,7 @@ package struct D1NotificationRoutes: Sendable {
         select exists (select 1 from consumer_cards where issuer_id = $1 and card_id = $2)
             or exists (select 1 from authentications where issuer_id = $1 and card_id = $2) as known,
                exists (select 1 from card_operations where issuer_id = $1 and operation_id = $3) as recorded
-        """)
+        """, planning: .generic)
 
     /// The authentication D1 speaks of: `acs_transaction_id` first, else the authenticationId
     /// (the contract makes them equal); an authentication of another card never matches.
@@ -49,7 +49,7 @@ package struct D1NotificationRoutes: Sendable {
           and (card_id is null or card_id = $3)
         order by (acs_transaction_id = $2) desc nulls last, id desc
         limit 1
-        """)
+        """, planning: .generic)
 
     static let record = PostgresStatement("card_operation_record", """
         insert into card_operations (issuer_id, operation_id, card_id, consumer_id, operation, status, start_time,
@@ -58,7 +58,7 @@ package struct D1NotificationRoutes: Sendable {
         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::bigint, $13, $14::boolean, $15, $16)
         on conflict (issuer_id, operation_id) do nothing
         returning 1 as recorded
-        """)
+        """, planning: .generic)
 
     func notify(_ context: RouteContext) async -> HTTPResponse {
         let issuerId = context.parameters[0]

@@ -189,7 +189,7 @@ package final class DeadlineExpirer: Sendable {
         select 'ended' as kind, id, (extract(epoch from (clock_timestamp() - deadline)) * 1000)::bigint as ms from ended
         union all
         select 'early', id, (extract(epoch from deadline) * 1000)::bigint from early
-        """)
+        """, planning: .generic)
 
     static let maxBatch = 5000
 

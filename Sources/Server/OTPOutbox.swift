@@ -20,7 +20,7 @@ package final class OTPOutbox: Sendable {
                       limit 1
                       for update skip locked)
         returning o.id, o.attempts, o.payload, o.delivery_deadline <= now() as overdue
-        """)
+        """, planning: .generic)
 
     private let pool: PostgresPool
     private let configuration: ConfigFile.OTP

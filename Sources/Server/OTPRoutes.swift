@@ -36,7 +36,7 @@ package struct OTPRoutes: Sendable {
         where exists (select 1 from consumers where issuer_id = $1 and consumer_id = $2)
            or exists (select 1 from authenticators where issuer_id = $1 and consumer_id = $2)
         returning id
-        """)
+        """, planning: .generic)
 
     func deliver(_ context: RouteContext) async -> HTTPResponse {
         let issuer: ConfigFile.Issuer

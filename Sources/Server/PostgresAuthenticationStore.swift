@@ -96,11 +96,11 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
             from inserted where state = 'PENDING' and $12::int is not null
         )
         select \(columns) from inserted
-        """)
+        """, planning: .generic)
 
     package static let select = PostgresStatement("authentication_select", """
         select \(columns) from authentications where issuer_id = $1 and authentication_id = $2
-        """)
+        """, planning: .generic)
 
     /// The compare-and-set: PENDING → $3 with reason $4, optionally only once the deadline has
     /// passed by the database's clock (every instance agrees on it), plus the transition row.
@@ -116,7 +116,7 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
             select id, 'PENDING', state, $5, $6, $8 from updated
         )
         select \(columns) from updated
-        """)
+        """, planning: .generic)
 
     package func create(_ new: NewAuthentication) async throws -> CreateResult {
         try await creates.submit(new)
@@ -264,18 +264,18 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
     static let activeAuthenticator = PostgresStatement("authenticator_active", """
         select exists (select 1 from authenticators
                        where issuer_id = $1 and consumer_id = $2 and app_instance_id = $3 and active) as active
-        """)
+        """, planning: .generic)
 
     package static let refused = PostgresStatement("transition_refused", """
         insert into transitions (authentication_id, from_state, to_state, cause, actor, outcome, detail)
         values ($1::bigint, $2, $3, $4, $5, 'refused', $6)
-        """)
+        """, planning: .generic)
 
     static let pending = PostgresStatement("authentication_pending_for_consumer", """
         select \(columns) from authentications
         where issuer_id = $1 and consumer_id = $2 and state = 'PENDING' and deadline > now()
         order by id desc limit $3::int
-        """)
+        """, planning: .generic)
 
     package func isActiveAuthenticator(issuerId: String, consumerId: String, appInstanceId: String) async throws -> Bool {
         try await pool.withConnection { connection in

@@ -198,20 +198,20 @@ package final class PushOutbox: Sendable {
                                      where au.issuer_id = a.issuer_id and au.consumer_id = a.consumer_id and au.active
                                      order by app_instance_id), chr(9)) as app_instance_ids
         from claimed c join authentications a on a.id = c.authentication_id
-        """)
+        """, planning: .generic)
 
     static let finish = PostgresStatement("outbox_finish", """
         update outbox set state = $2, finished_at = now(), lease_until = null, payload = null,
                           last_error = coalesce($3, last_error)
         where id = $1::bigint and state = 'pending'
-        """)
+        """, planning: .generic)
 
     /// The next attempt, never later than the delivery deadline (so the failure is declared on time).
     static let retry = PostgresStatement("outbox_retry", """
         update outbox set next_attempt_at = least(delivery_deadline, now() + make_interval(secs => $2::double precision)),
                           lease_until = null, last_error = $3
         where id = $1::bigint and state = 'pending'
-        """)
+        """, planning: .generic)
 
     private let pool: PostgresPool
     private let adapter: any PushAdapter

@@ -52,6 +52,64 @@ struct PostgresConnectionTests {
         }
     }
 
+    /// How PostgreSQL planned each execution of `name` on this session, and the session's mode now.
+    private func plans(_ connection: PostgresConnection, _ name: String) throws -> (generic: Int?, custom: Int?, mode: String?) {
+        let rows = try connection.query("""
+            select generic_plans, custom_plans, current_setting('plan_cache_mode') as mode
+            from pg_prepared_statements where name = $1
+            """, [name])
+        return (rows.int(0, "generic_plans"), rows.int(0, "custom_plans"), rows.string(0, "mode"))
+    }
+
+    @Test func genericStatementsArePlannedOnceAndOthersAsPostgreSQLChooses() throws {
+        let connection = try TestDatabase.connect()
+        #expect(try connection.query("select current_setting('plan_cache_mode') as mode").string(0, "mode") == "auto")
+        // The shape of the batched statements: an array parameter the planner cannot see.
+        let sql = "select count(*) as n from unnest($1::text[]) as item where item <> ''"
+        let generic = PostgresStatement(TestDatabase.uniqueName("generic"), sql, planning: .generic)
+        let automatic = PostgresStatement(TestDatabase.uniqueName("automatic"), sql)
+        for round in 1...3 {
+            #expect(try connection.execute(generic, ["{a,b,c}"]).int(0, "n") == 3)
+            #expect(try connection.execute(automatic, ["{a,b}"]).int(0, "n") == 2)
+            let genericPlans = try plans(connection, generic.name)
+            #expect(genericPlans.generic == round)
+            #expect(genericPlans.custom == 0)
+            // PostgreSQL's default makes a custom plan for each of the first five executions.
+            let automaticPlans = try plans(connection, automatic.name)
+            #expect(automaticPlans.custom == round)
+            #expect(automaticPlans.generic == 0)
+            #expect(automaticPlans.mode == "auto")
+        }
+    }
+
+    @Test func planningIsLeftAloneInsideATransactionAndSwitchedAfterIt() throws {
+        let connection = try TestDatabase.connect()
+        let generic = PostgresStatement(TestDatabase.uniqueName("generic"), "select $1::int + 1 as next", planning: .generic)
+        // Inside a transaction that rolls back, a SET would be undone behind the connection's back.
+        do {
+            try connection.transaction { connection in
+                #expect(try connection.execute(generic, ["1"]).int(0, "next") == 2)
+                throw CancellationError()
+            }
+        } catch is CancellationError {}
+        #expect(try plans(connection, generic.name).custom == 1)
+        #expect(try connection.execute(generic, ["2"]).int(0, "next") == 3)
+        let after = try plans(connection, generic.name)
+        #expect(after.generic == 1)
+        #expect(after.mode == "force_generic_plan")
+    }
+
+    @Test func planningIsSetAgainAfterDiscardAll() throws {
+        let connection = try TestDatabase.connect()
+        let generic = PostgresStatement(TestDatabase.uniqueName("generic"), "select $1::int * 2 as twice", planning: .generic)
+        #expect(try connection.execute(generic, ["2"]).int(0, "twice") == 4)
+        try connection.executeScript("discard all")
+        #expect(try connection.execute(generic, ["3"]).int(0, "twice") == 6)
+        let plansAfter = try plans(connection, generic.name)
+        #expect(plansAfter.generic == 1)
+        #expect(plansAfter.custom == 0)
+    }
+
     @Test func statementIsPreparedAgainAfterDeallocate() throws {
         let connection = try TestDatabase.connect()
         let statement = PostgresStatement(TestDatabase.uniqueName("again"), "select $1::text as value")
