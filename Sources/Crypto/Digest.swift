@@ -1,4 +1,5 @@
 import CCrypto
+import Synchronization
 
 /// SHA-256 (FIPS 180-4) through libcrypto's EVP interface.
 package enum SHA256 {
@@ -76,13 +77,29 @@ extension Array where Element == UInt8 {
     }
 }
 
-/// An HMAC-SHA-256 key prepared once: an `EVP_MAC_CTX` already keyed, duplicated for each
-/// message. The one-shot `HMAC()` fetches the algorithm from the provider and derives the
-/// padded key blocks on every call, which dominates the cost of verifying a short token.
+/// An HMAC-SHA-256 key prepared once: an `EVP_MAC_CTX` already keyed, duplicated for messages.
+/// The one-shot `HMAC()` fetches the algorithm from the provider and derives the padded key
+/// blocks on every call, which dominates the cost of verifying a short token.
+///
+/// Duplicates are kept and reused: `EVP_MAC_init` with no key restarts a context on the key it
+/// already holds, about half the cost of a fresh `EVP_MAC_CTX_dup` and free per message
+/// (0.45 against 0.95-1.2 µs for a 300-byte token on the benchmark machine, OpenSSL 3.0.19).
+/// That restart is checked once against a fresh duplicate at init; a libcrypto where it gives
+/// another MAC gets a fresh duplicate for every message instead.
 package final class HMACSHA256Key: @unchecked Sendable {
     // @unchecked: `prepared` is written only in init; afterwards it is only read through
-    // EVP_MAC_CTX_dup, which OpenSSL documents as safe on a context no one mutates.
+    // EVP_MAC_CTX_dup, which OpenSSL documents as safe on a context no one mutates. A spare
+    // context is used by one caller at a time: it is out of `spares` while in use.
     private let prepared: OpaquePointer
+    private let spares = Mutex<[SpareContext]>([])
+    private let restartsOnSameKey: Bool
+    /// Spares kept at most: one per thread that verifies at once is enough.
+    private static let maxSpares = 16
+
+    /// A spare context moves between threads through `spares`, used by one caller at a time.
+    private struct SpareContext: @unchecked Sendable {
+        var pointer: OpaquePointer
+    }
 
     /// Fetched once per process; EVP_MAC objects are reference-counted and thread-safe.
     private nonisolated(unsafe) static let mac: OpaquePointer? = EVP_MAC_fetch(nil, "HMAC", nil)
@@ -100,21 +117,57 @@ package final class HMACSHA256Key: @unchecked Sendable {
         }
         guard ok == 1 else { fatalError("EVP_MAC_init(HMAC-SHA-256) failed") }
         prepared = context
+        let probe = Array("oob-engine HMAC context restart check".utf8)
+        let reused = Self.duplicate(context)
+        let once = Self.finish(reused, probe, restart: false)
+        let again = Self.finish(reused, probe, restart: true)
+        restartsOnSameKey = once == again && again == Self.finish(Self.duplicate(context), probe, restart: false, free: true)
+        if restartsOnSameKey { spares.withLock { $0.append(SpareContext(pointer: reused)) } } else { EVP_MAC_CTX_free(reused) }
     }
 
-    deinit { EVP_MAC_CTX_free(prepared) }
+    deinit {
+        EVP_MAC_CTX_free(prepared)
+        for context in spares.withLock({ $0 }) { EVP_MAC_CTX_free(context.pointer) }
+    }
 
     package func authenticate(_ message: [UInt8]) -> [UInt8] {
         message.withNonEmptyPointer { pointer, count in authenticate(UnsafeBufferPointer(start: pointer, count: count)) }
     }
 
     package func authenticate(_ message: UnsafeBufferPointer<UInt8>) -> [UInt8] {
-        guard let context = EVP_MAC_CTX_dup(prepared) else { fatalError("EVP_MAC_CTX_dup failed") }
-        defer { EVP_MAC_CTX_free(context) }
+        guard restartsOnSameKey else { return Self.finish(Self.duplicate(prepared), message, restart: false, free: true) }
+        let context = spares.withLock { $0.popLast() } ?? SpareContext(pointer: Self.duplicate(prepared))
+        let mac = Self.finish(context.pointer, message, restart: true)
+        let kept = spares.withLock { spares -> Bool in
+            guard spares.count < Self.maxSpares else { return false }
+            spares.append(context)
+            return true
+        }
+        if !kept { EVP_MAC_CTX_free(context.pointer) }
+        return mac
+    }
+
+    private static func duplicate(_ context: OpaquePointer) -> OpaquePointer {
+        guard let copy = EVP_MAC_CTX_dup(context) else { fatalError("EVP_MAC_CTX_dup failed") }
+        return copy
+    }
+
+    private static func finish(_ context: OpaquePointer, _ message: [UInt8], restart: Bool, free: Bool = false) -> [UInt8] {
+        message.withNonEmptyPointer { pointer, count in
+            finish(context, UnsafeBufferPointer(start: pointer, count: count), restart: restart, free: free)
+        }
+    }
+
+    /// The MAC of `message` on `context` (restarted on its key first when `restart`), which is
+    /// freed afterwards when `free`.
+    private static func finish(_ context: OpaquePointer, _ message: UnsafeBufferPointer<UInt8>, restart: Bool,
+                               free: Bool = false) -> [UInt8] {
+        defer { if free { EVP_MAC_CTX_free(context) } }
         var mac = [UInt8](repeating: 0, count: HMACSHA256.byteCount)
         var length = 0
         let ok = mac.withUnsafeMutableBufferPointer { output -> Bool in
-            (message.isEmpty || EVP_MAC_update(context, message.baseAddress, message.count) == 1)
+            (!restart || EVP_MAC_init(context, nil, 0, nil) == 1)
+                && (message.isEmpty || EVP_MAC_update(context, message.baseAddress, message.count) == 1)
                 && EVP_MAC_final(context, output.baseAddress, &length, HMACSHA256.byteCount) == 1
         }
         guard ok, length == HMACSHA256.byteCount else { fatalError("HMAC-SHA-256 failed") }

@@ -153,7 +153,9 @@ package struct JWTKeySet: Sendable {
     /// The exact header segment this engine emits for each key, mapped to the key: a token
     /// carrying one of them needs no base64 decoding or JSON parsing of its header (the same
     /// bytes always parse to the same header, so this is a cache, not a shortcut in the rules).
-    private let knownHeaders: [[UInt8]: VerificationKey]
+    /// A list, not a dictionary: there are a handful of keys, and comparing 40 bytes costs less
+    /// than hashing them.
+    private let knownHeaders: [(header: [UInt8], key: VerificationKey)]
     private let signer: Signer
     /// The signing key's header, encoded once: `{"alg":..,"typ":"JWT","kid":..}` in base64url.
     private let encodedSigningHeader: String
@@ -188,11 +190,9 @@ package struct JWTKeySet: Sendable {
         }
         guard let signer, let signingKey = verificationKeys[signingKid] else { throw .signingKeyMissing(signingKid) }
         self.verificationKeys = verificationKeys
-        var knownHeaders: [[UInt8]: VerificationKey] = [:]
-        for (kid, key) in verificationKeys {
-            knownHeaders[Array(Self.encodedHeader(algorithm: key.algorithm, kid: kid).utf8)] = key
+        self.knownHeaders = verificationKeys.map { kid, key in
+            (Array(Self.encodedHeader(algorithm: key.algorithm, kid: kid).utf8), key)
         }
-        self.knownHeaders = knownHeaders
         self.signer = signer
         encodedSigningHeader = Self.encodedHeader(algorithm: signingKey.algorithm, kid: signingKid)
     }
@@ -241,21 +241,25 @@ package struct JWTKeySet: Sendable {
     package func verify(_ token: String, now: Int64, issuer: String, audience: String) throws(JWTVerificationError) -> JWTClaims {
         let bytes = Array(token.utf8)
         guard bytes.count <= Self.maxTokenLength else { throw .tooLong }
-        let segments = bytes.split(separator: UInt8(ascii: "."), maxSplits: 3, omittingEmptySubsequences: false)
-        guard segments.count == 3,
-              let payloadBytes = Base64.decodeURL(segments[1]),
-              let signature = Base64.decodeURL(segments[2])
+        // Exactly two dots: three segments (RFC 7515 §7.1), any of them possibly empty.
+        guard let firstDot = bytes.firstIndex(of: UInt8(ascii: ".")),
+              let secondDot = bytes[(firstDot + 1)...].firstIndex(of: UInt8(ascii: ".")),
+              !bytes[(secondDot + 1)...].contains(UInt8(ascii: "."))
+        else { throw .malformed }
+        let headerSegment = bytes[..<firstDot]
+        guard let payloadBytes = Base64.decodeURL(bytes[(firstDot + 1)..<secondDot]),
+              let signature = Base64.decodeURL(bytes[(secondDot + 1)...])
         else { throw .malformed }
 
         let key: VerificationKey
-        if let known = knownHeaders[Array(segments[0])] {
-            key = known
+        if let known = knownHeaders.first(where: { $0.header.elementsEqual(headerSegment) }) {
+            key = known.key
         } else {
-            guard let headerBytes = Base64.decodeURL(segments[0]) else { throw .malformed }
+            guard let headerBytes = Base64.decodeURL(headerSegment) else { throw .malformed }
             key = try Self.checkHeader(headerBytes, keys: verificationKeys)
         }
         // RFC 7515 §5.2 step 8: the signing input is the two encoded segments as sent.
-        let signingInputLength = segments[0].count + 1 + segments[1].count
+        let signingInputLength = secondDot
         switch key.verifier {
         case .hmac(let secret):
             let expected = bytes.withUnsafeBufferPointer { secret.authenticate(UnsafeBufferPointer(rebasing: $0[..<signingInputLength])) }
