@@ -101,6 +101,9 @@ pg_start() {
     ensure_postgres_server
     bin="$(pg_bindir)"
     mkdir -p "$dir"
+    # A cluster kept elsewhere (root, and a folder the postgres user cannot reach) leaves an empty
+    # folder where it was asked for: destroy_private_clusters finds the clusters by those names.
+    [ "$dir" = "$(realpath -m "$1")" ] || mkdir -p "$1"
     if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; chmod 700 "$dir"; chmod 755 "$(dirname "$dir")"; fi
     if [ ! -s "$dir/PG_VERSION" ]; then
         log "initialising PostgreSQL cluster in $dir"
