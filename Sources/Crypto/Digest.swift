@@ -117,11 +117,12 @@ package final class HMACSHA256Key: @unchecked Sendable {
         }
         guard ok == 1 else { fatalError("EVP_MAC_init(HMAC-SHA-256) failed") }
         prepared = context
+        // A fresh duplicate's MAC against the same context's after a restart.
         let probe = Array("oob-engine HMAC context restart check".utf8)
         let reused = Self.duplicate(context)
-        let once = Self.finish(reused, probe, restart: false)
-        let again = Self.finish(reused, probe, restart: true)
-        restartsOnSameKey = once == again && again == Self.finish(Self.duplicate(context), probe, restart: false, free: true)
+        restartsOnSameKey = probe.withUnsafeBufferPointer { message in
+            Self.finish(reused, message, restart: false) == Self.finish(reused, message, restart: true)
+        }
         if restartsOnSameKey { spares.withLock { $0.append(SpareContext(pointer: reused)) } } else { EVP_MAC_CTX_free(reused) }
     }
 
@@ -135,7 +136,11 @@ package final class HMACSHA256Key: @unchecked Sendable {
     }
 
     package func authenticate(_ message: UnsafeBufferPointer<UInt8>) -> [UInt8] {
-        guard restartsOnSameKey else { return Self.finish(Self.duplicate(prepared), message, restart: false, free: true) }
+        guard restartsOnSameKey else {
+            let context = Self.duplicate(prepared)
+            defer { EVP_MAC_CTX_free(context) }
+            return Self.finish(context, message, restart: false)
+        }
         let context = spares.withLock { $0.popLast() } ?? SpareContext(pointer: Self.duplicate(prepared))
         let mac = Self.finish(context.pointer, message, restart: true)
         let kept = spares.withLock { spares -> Bool in
@@ -152,17 +157,8 @@ package final class HMACSHA256Key: @unchecked Sendable {
         return copy
     }
 
-    private static func finish(_ context: OpaquePointer, _ message: [UInt8], restart: Bool, free: Bool = false) -> [UInt8] {
-        message.withNonEmptyPointer { pointer, count in
-            finish(context, UnsafeBufferPointer(start: pointer, count: count), restart: restart, free: free)
-        }
-    }
-
-    /// The MAC of `message` on `context` (restarted on its key first when `restart`), which is
-    /// freed afterwards when `free`.
-    private static func finish(_ context: OpaquePointer, _ message: UnsafeBufferPointer<UInt8>, restart: Bool,
-                               free: Bool = false) -> [UInt8] {
-        defer { if free { EVP_MAC_CTX_free(context) } }
+    /// The MAC of `message` on `context`, restarted on its key first when `restart`.
+    private static func finish(_ context: OpaquePointer, _ message: UnsafeBufferPointer<UInt8>, restart: Bool) -> [UInt8] {
         var mac = [UInt8](repeating: 0, count: HMACSHA256.byteCount)
         var length = 0
         let ok = mac.withUnsafeMutableBufferPointer { output -> Bool in
