@@ -41,14 +41,16 @@ let package = Package(
         .executableTarget(name: "oob-bench", dependencies: ["Server", "Engine", "Crypto", "Postgres", "JSON"],
                           swiftSettings: strict),
 
+        // Test helpers shared by the test targets: child processes (posix_spawn), TLS test server.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         // Resources/JSONTestSuite: Nicolas Seriot's parsing corpus (MIT), read from the source tree.
         .testTarget(name: "JSONTests", dependencies: ["JSON"], exclude: ["Resources"], swiftSettings: strict),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP"], swiftSettings: strict),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: strict),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "JSON"], swiftSettings: strict),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "JSON"], swiftSettings: strict),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Engine", "JSON", "Crypto", "HTTP"], swiftSettings: strict),
-        .testTarget(name: "EndToEndTests", dependencies: ["JSON", "Postgres", "Crypto"], swiftSettings: strict),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Engine", "JSON", "Crypto", "HTTP", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "EndToEndTests", dependencies: ["JSON", "Postgres", "Crypto", "TestSupport"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

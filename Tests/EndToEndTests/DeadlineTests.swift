@@ -168,8 +168,8 @@ import Testing
         #expect(orphaned.expired == 300)
         #expect(orphaned.terminalTransitions == 300, "exactly one terminal transition each")
         #expect(orphaned.early == 0)
-        let survivorPid = String(survivor.process.processIdentifier)
-        let doomedPid = String(doomed.process.processIdentifier)
+        let survivorPid = String(survivor.process.pid)
+        let doomedPid = String(doomed.process.pid)
         // What the dead instance had not ended before it died, the survivor ended.
         #expect(orphaned.actors.contains { $0.hasSuffix(":" + survivorPid) }, "\(orphaned.actors)")
         #expect(orphaned.actors.allSatisfy { $0.hasSuffix(":" + survivorPid) || $0.hasSuffix(":" + doomedPid) })

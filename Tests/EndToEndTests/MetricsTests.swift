@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 import Testing
 
 /// `GET /metrics` on the ops listener, scraped from the real binary and parsed by a real
@@ -86,38 +87,13 @@ import Testing
     }
 
     /// Runs python3 on the parser script with files as its standard streams; bounded to 30 s.
-    /// posix_spawn rather than Foundation's Process: Process.run on Linux (Swift 6.3.1) can read
-    /// past a buffer while listing /proc/self/fd, and this test process has many descriptors open.
     static func runParser(stdin: String, stdout: String, stderr: String) throws -> Int32 {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let arguments = ["/usr/bin/env", "python3", "-c", parserScript]
-        let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, envp)
-        guard spawned == 0 else { throw TestSetupError("posix_spawn python3 failed: \(spawned)") }
-        let deadline = ContinuousClock.now + .seconds(30)
-        var status: Int32 = 0
-        while true {
-            let done = waitpid(pid, &status, WNOHANG)
-            if done == pid { break }
-            if done < 0, errno != EINTR { throw TestSetupError("waitpid failed: errno \(errno)") }
-            if ContinuousClock.now > deadline {
-                kill(pid, SIGKILL)
-                _ = waitpid(pid, &status, 0)
-                throw TestSetupError("the Prometheus parser did not finish within 30 s")
-            }
-            usleep(10_000)
+        let parser = try ChildProcess("/usr/bin/env", ["python3", "-c", parserScript],
+                                      standardInput: .file(stdin), standardOutput: .file(stdout), standardError: .file(stderr))
+        guard let status = parser.wait(timeout: .seconds(30)) else {
+            throw TestSetupError("the Prometheus parser did not finish within 30 s")
         }
-        // WIFEXITED / WEXITSTATUS by hand (macros are not imported).
-        return status & 0x7f == 0 ? (status >> 8) & 0xff : -1
+        return status
     }
 
     /// One unlabelled sample read straight from the text, for wait loops: the parser (a Python
@@ -239,7 +215,7 @@ import Testing
                 """, [expiring]).string(0, "actor")
             return endedBy != nil
         }
-        let byOurTimer = endedBy?.hasPrefix("timer@") == true && endedBy?.hasSuffix(":\(engine.process.processIdentifier)") == true
+        let byOurTimer = endedBy?.hasPrefix("timer@") == true && endedBy?.hasSuffix(":\(engine.process.pid)") == true
         if byOurTimer {
             // The expirer counts once its statement has returned.
             try await eventually(timeout: .seconds(10), interval: .milliseconds(100), "the timer to be counted") {

@@ -42,7 +42,7 @@ import Testing
         let d1 = HTTPClient(port: engine.apiPort, token: token)
         let warm = TestEnvironment.uniqueID("overload")
         #expect(try await d1.asyncSend("POST", D1.authenticationPath(), body: D1.authenticateBody(warm)).status == 200)
-        let pid = engine.process.processIdentifier
+        let pid = engine.process.pid
         let rssBefore = try Self.residentBytes(pid)
 
         let outcomes = Collected<Outcome>()

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 /// The push adapter, its durable outbox and the app backend's decision API, against a real
@@ -34,6 +35,39 @@ import Testing
 
     static func poll(_ client: HTTPClient, _ id: String, issuer: String = "ISSUER0001") throws -> RawHTTPConnection.Response {
         try client.send("GET", D1.authenticationPath(issuer: issuer) + "/" + id)
+    }
+
+    /// README: "to trust a private CA, set `SSL_CERT_FILE` (a PEM bundle) … in the engine's
+    /// environment". The same https webhook, self-signed, first without it, then with it.
+    @Test(.timeLimit(.minutes(2))) func anHTTPSWebhookTrustsThePrivateCANamedBySSLCertFile() async throws {
+        let certificates = try TestCertificates.shared()
+        let server = try TLSTestServer(certificate: certificates.loopback)
+        defer { server.stop() }
+        let push = """
+            {"kind": "webhook", "url": "https://localhost:\(server.port)/challenges", "secret": "\(Self.secret)",
+             "timeoutMilliseconds": 2000, "deliveryDeadlineSeconds": 60}
+            """
+        for trusted in [false, true] {
+            let environment = trusted ? ["SSL_CERT_FILE": certificates.loopback.certificate] : [:]
+            let engine = try await EngineProcess.start(.init(config: Self.config(push: push), environment: environment))
+            let id = TestEnvironment.uniqueID()
+            #expect(try engine.d1Client().send("POST", D1.authenticationPath(), body: D1.authenticateBody(id))
+                .string("authenticationStatus") == "PENDING")
+            func logged(_ message: String) -> Bool {
+                engine.logLines.contains { $0.contains(message) && $0.contains("authentication_id=\(id)") }
+            }
+            if trusted {
+                try await eventually(timeout: .seconds(15), "the push to be delivered over TLS") { logged("push delivered") }
+                #expect(server.requestCount >= 1)
+            } else {
+                try await eventually(timeout: .seconds(15), "the push to fail its TLS handshake") {
+                    logged("certificate not trusted: self-signed certificate")
+                }
+                #expect(server.requestCount == 0)
+                #expect(!logged("push delivered"))
+            }
+            try await engine.stop()
+        }
     }
 
     @Test(.timeLimit(.minutes(2))) func webhookThenApproveAuthenticates() async throws {

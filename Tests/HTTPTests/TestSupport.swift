@@ -56,7 +56,8 @@ final class TestClient: @unchecked Sendable { // Used by one test at a time, fro
         }
         guard result == 0 else {
             let code = errno
-            close(fd)
+            // Not closed here: every stored property is set, so a throw still runs deinit, which
+            // closes it. A second close could hit a descriptor another test has just opened.
             throw TestFailure("connect errno \(code)")
         }
     }

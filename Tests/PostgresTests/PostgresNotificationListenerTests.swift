@@ -8,7 +8,15 @@ struct PostgresNotificationListenerTests {
     /// Everything the listener reported, in order.
     final class Recorder: Sendable {
         let events = Mutex<[PostgresNotificationListener.Event]>([])
-        func record(_ event: PostgresNotificationListener.Event) { events.withLock { $0.append(event) } }
+        /// Each heartbeat's send time and when the listener's thread reported it back.
+        let roundTrips = Mutex<[(sent: UInt64, received: UInt64)]>([])
+        func record(_ event: PostgresNotificationListener.Event) {
+            if case .heartbeat(let sent) = event {
+                let received = PostgresNotificationListener.monotonicNanoseconds()
+                roundTrips.withLock { $0.append((sent, received)) }
+            }
+            events.withLock { $0.append(event) }
+        }
         var all: [PostgresNotificationListener.Event] { events.withLock { $0 } }
         var heartbeats: [UInt64] {
             all.compactMap { if case .heartbeat(let sent) = $0 { sent } else { nil } }
@@ -47,10 +55,12 @@ struct PostgresNotificationListenerTests {
         let heartbeats = recorder.heartbeats
         #expect(zip(heartbeats, heartbeats.dropFirst()).allSatisfy { $0 < $1 }, "send times ascend")
         #expect(heartbeats.last! <= PostgresNotificationListener.monotonicNanoseconds())
-        // Back within a few heartbeat intervals on an idle server (generous for a loaded machine).
+        // Heartbeats keep coming back, each soon after it was sent: timed from the listener's own
+        // thread, not from this task, which a loaded machine may resume late (generous bound).
         let sentAt = PostgresNotificationListener.monotonicNanoseconds()
         #expect(await eventually { recorder.heartbeats.contains { $0 > sentAt } })
-        #expect(PostgresNotificationListener.monotonicNanoseconds() - sentAt < 2_000_000_000)
+        let roundTrip = try #require(recorder.roundTrips.withLock { $0.first { $0.sent > sentAt } })
+        #expect(roundTrip.received - roundTrip.sent < 2_000_000_000)
         #expect(recorder.count(.disconnected) == 0)
     }
 

@@ -1,20 +1,18 @@
 import Foundation
 import Glibc
 import Synchronization
+import TestSupport
 
 /// The real `oob-engine` binary, started on free loopback ports with its own config file.
 /// Its log lines are kept (in memory and in OOB_TEST_LOG_DIR) for assertions.
 final class EngineProcess: @unchecked Sendable {
-    // @unchecked: `process` and the pipes are set once in init; mutable state is behind `state`.
-    let process: Process
+    // @unchecked: every property is set once in init; the log lines are behind their own lock.
+    let process: ChildProcess
     let apiPort: Int
     let opsPort: Int
     let configPath: String
     private let lines: LockedLines
     private let logFile: FileHandle?
-    /// Our end of the engine's stdin: open while the engine runs (EOF tells it we are gone),
-    /// closed with this object, so a long test run does not pile up descriptors.
-    private let stdin: Pipe
 
     struct Options {
         var config: String = EngineProcess.defaultConfig
@@ -66,10 +64,8 @@ final class EngineProcess: @unchecked Sendable {
         HTTPClient(port: apiPort, token: try token())
     }
 
-    private init(process: Process, apiPort: Int, opsPort: Int, configPath: String, lines: LockedLines, logFile: FileHandle?,
-                 stdin: Pipe) {
+    private init(process: ChildProcess, apiPort: Int, opsPort: Int, configPath: String, lines: LockedLines, logFile: FileHandle?) {
         self.process = process
-        self.stdin = stdin
         self.apiPort = apiPort
         self.opsPort = opsPort
         self.configPath = configPath
@@ -82,9 +78,6 @@ final class EngineProcess: @unchecked Sendable {
         let configPath = NSTemporaryDirectory() + "oob-config-" + UUID().uuidString + ".json"
         try options.config.write(toFile: configPath, atomically: true, encoding: .utf8)
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve"]
         var environment = ProcessInfo.processInfo.environment
         environment["DATABASE_URL"] = try options.databaseURL ?? TestEnvironment.databaseURL
         environment["OOB_LISTEN"] = "127.0.0.1:0"
@@ -92,23 +85,19 @@ final class EngineProcess: @unchecked Sendable {
         environment["OOB_CONFIG"] = configPath
         environment["OOB_EXIT_ON_STDIN_EOF"] = "1"   // dies with the test process, never orphaned
         for (key, value) in options.environment { environment[key] = value }
-        process.environment = environment
-        let stderr = Pipe()
-        let stdin = Pipe()
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = stdin
+        // Our end of its stdin stays open as long as the ChildProcess lives (this EngineProcess):
+        // EOF tells the engine we are gone.
+        let process = try ChildProcess(binary, ["serve"], environment: environment,
+                                       standardInput: .pipe, standardOutput: .null, standardError: .pipe)
 
         let lines = LockedLines()
         let logPath = TestEnvironment.logDirectory + "/engine-" + UUID().uuidString + ".log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let logFile = FileHandle(forWritingAtPath: logPath)
-        // A thread of its own reads the engine's stderr until EOF (the engine exited). Not
-        // FileHandle.readabilityHandler: clearing it from inside the handler at EOF races
-        // libdispatch's event loop, which crashed the test process under load.
-        let reader = stderr.fileHandleForReading
+        // A thread of its own reads the engine's stderr until EOF (the engine exited); it holds
+        // the ChildProcess, which closes the descriptor, until then.
         Thread.detachNewThread {
-            let fd = reader.fileDescriptor
+            let fd = process.errorOutput!
             var chunk = [UInt8](repeating: 0, count: 65536)
             var pending: [UInt8] = []
             while true {
@@ -124,10 +113,7 @@ final class EngineProcess: @unchecked Sendable {
                 }
                 if !complete.isEmpty { lines.withLock { $0.append(contentsOf: complete) } }
             }
-            try? reader.close()
         }
-        try ProcessLaunch.run(process)
-        // Our end of stdin stays open as long as the EngineProcess lives: EOF tells the engine we are gone.
 
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
@@ -135,17 +121,15 @@ final class EngineProcess: @unchecked Sendable {
             if let line = lines.withLock({ $0.first(where: { $0.contains("msg=listening") }) }),
                let api = field("api", in: line).flatMap(port), let ops = field("ops", in: line).flatMap(port) {
                 return EngineProcess(process: process, apiPort: api, opsPort: ops, configPath: configPath,
-                                     lines: lines, logFile: logFile, stdin: stdin)
+                                     lines: lines, logFile: logFile)
             }
             if !process.isRunning {
-                try? stdin.fileHandleForWriting.close()
                 let output = lines.withLock { $0.joined(separator: "\n") }
-                throw TestSetupError("oob-engine exited with \(process.terminationStatus) before listening:\n\(output)")
+                throw TestSetupError("oob-engine exited with \(process.terminationStatus ?? -1) before listening:\n\(output)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        process.terminate()
-        try? stdin.fileHandleForWriting.close()
+        process.signal(SIGKILL)
         throw TestSetupError("oob-engine did not report listening within \(timeout)")
     }
 
@@ -154,20 +138,20 @@ final class EngineProcess: @unchecked Sendable {
     /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status.
     @discardableResult
     func stop(timeout: Duration = .seconds(20)) async throws -> Int32 {
-        if process.isRunning { process.terminate() }
+        process.terminate()
         try await eventually(timeout: timeout, "oob-engine to exit after SIGTERM") { !process.isRunning }
-        return process.terminationStatus
+        return process.terminationStatus ?? -1
     }
 
     /// SIGKILL: no chance to clean up.
     func kill() async throws {
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        process.signal(SIGKILL)
         try await eventually(timeout: .seconds(10), "oob-engine to die after SIGKILL") { !process.isRunning }
     }
 
     deinit {
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
-        try? stdin.fileHandleForWriting.close()
+        process.signal(SIGKILL)
+        process.closeInput()
         try? FileManager.default.removeItem(atPath: configPath)
     }
 

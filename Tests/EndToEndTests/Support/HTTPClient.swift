@@ -43,7 +43,8 @@ final class RawHTTPConnection {
         }
         guard result == 0 else {
             let code = errno
-            close(fd)
+            // Not closed here: every stored property is set, so a throw still runs deinit, which
+            // closes it. A second close could hit a descriptor another test has just opened.
             throw TestSetupError("connect to 127.0.0.1:\(port) failed: errno \(code)")
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// A PostgreSQL cluster of the test's own (scripts/dev-db in a fresh folder on a free port), for
 /// tests that stop and restart the server and must not disturb tests running beside them.
@@ -35,47 +36,22 @@ final class PrivateCluster: @unchecked Sendable {
         guard output.status == 0 else { throw TestSetupError("scripts/pgctl \(action) failed: \(output.text)") }
     }
 
+    /// Runs a program to its end (bounded by `timeout`), off Swift's cooperative threads.
     static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                     timeout: Duration = .seconds(120)) async throws -> (status: Int32, text: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        // Output goes to a file, not a pipe: a PostgreSQL server started by the script could
-        // inherit the pipe and keep it open long after the script has exited.
-        let outputPath = NSTemporaryDirectory() + "oob-run-" + UUID().uuidString
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try ProcessLaunch.run(process)
-        try? output.close()
-        try await eventually(timeout: timeout, interval: .milliseconds(25), "\(executable) to finish") { !process.isRunning }
-        let data = FileManager.default.contents(atPath: outputPath) ?? Data()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result {
+                    try ChildProcess.run(executable, arguments, environment: environment, timeout: timeout)
+                })
+            }
+        }
     }
 
     static func freePort() throws -> Int {
-        let output = try String(decoding: ProcessPipe.run("/usr/bin/env", ["python3", "-c",
-            "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"]), as: UTF8.self)
+        let output = try ChildProcess.run("/usr/bin/env", ["python3", "-c",
+            "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"], timeout: .seconds(30)).text
         guard let port = Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw TestSetupError("no free port") }
         return port
-    }
-}
-
-enum ProcessPipe {
-    /// Small synchronous helper for quick commands.
-    static func run(_ executable: String, _ arguments: [String]) throws -> Data {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try ProcessLaunch.run(process)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return data
     }
 }
