@@ -41,11 +41,12 @@ let package = Package(
         .executableTarget(name: "oob-bench", dependencies: ["Server", "Engine", "Crypto", "Postgres", "JSON"],
                           swiftSettings: strict),
 
-        // Test helpers shared by the test targets: child processes (posix_spawn), TLS test server.
+        // Test helpers shared by the test targets: child processes (posix_spawn), TLS test server,
+        // blocking work off the cooperative pool.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         // Resources/JSONTestSuite: Nicolas Seriot's parsing corpus (MIT), read from the source tree.
         .testTarget(name: "JSONTests", dependencies: ["JSON"], exclude: ["Resources"], swiftSettings: strict),
-        .testTarget(name: "HTTPTests", dependencies: ["HTTP"], swiftSettings: strict),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"], swiftSettings: strict),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "JSON"], swiftSettings: strict),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "JSON"], swiftSettings: strict),

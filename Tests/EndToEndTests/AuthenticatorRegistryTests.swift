@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 /// Notify Consumer Operation (ENROLL_AUTHN) and the app backend's authenticator API, against the

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 /// Notify 3-D Secure Card Operation against the real binary and PostgreSQL.

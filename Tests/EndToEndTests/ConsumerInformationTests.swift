@@ -1,4 +1,5 @@
 import JSON
+import TestSupport
 import Testing
 
 /// Get Consumer Information and the app backend's consumer PUT, against the real binary.

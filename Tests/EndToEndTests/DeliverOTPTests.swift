@@ -1,4 +1,5 @@
 import JSON
+import TestSupport
 import Testing
 
 /// Deliver OTP against the real binary: validated, queued in the outbox, never logged.

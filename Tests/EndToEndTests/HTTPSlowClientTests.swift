@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 /// Slow clients (slowloris) against the real binary: a head dripped byte by byte, a body that
@@ -16,7 +17,7 @@ import Testing
     @Test func headersDrippedByteByByteAreCutOff() async throws {
         let engine = try await StrictEngine.shared()
         let port = engine.process.apiPort
-        async let slow = strictOffPool { () throws -> SlowResult in
+        async let slow = runOffPool { () throws -> SlowResult in
             let connection = try RawHTTPConnection(port: port, receiveTimeoutSeconds: 15)
             let head = Array("GET /banking HTTP/1.1\r\nHost: engine\r\nX-Slow: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 400)
             return try SlowResult.drip(head, on: connection, every: 50)
@@ -36,7 +37,7 @@ import Testing
         let engine = try await StrictEngine.shared()
         let port = engine.process.apiPort
         let token = engine.token
-        async let slow = strictOffPool { () throws -> SlowResult in
+        async let slow = runOffPool { () throws -> SlowResult in
             let connection = try RawHTTPConnection(port: port, receiveTimeoutSeconds: 15)
             let start = ContinuousClock.now
             try connection.send("POST \(D1.authenticationPath()) HTTP/1.1\r\nHost: engine\r\nAuthorization: Bearer \(token)\r\n"
@@ -57,7 +58,7 @@ import Testing
         let engine = try await StrictEngine.shared()
         let port = engine.process.apiPort
         let token = engine.token
-        async let slow = strictOffPool { () throws -> SlowResult in
+        async let slow = runOffPool { () throws -> SlowResult in
             let connection = try RawHTTPConnection(port: port, receiveTimeoutSeconds: 15)
             let start = ContinuousClock.now
             try connection.send("POST \(D1.authenticationPath()) HTTP/1.1\r\nHost: engine\r\nAuthorization: Bearer \(token)\r\n"
@@ -77,7 +78,7 @@ import Testing
     @Test func silentConnectionIsClosedWithoutAnAnswer() async throws {
         let engine = try await StrictEngine.shared()
         let port = engine.process.apiPort
-        let result = try await strictOffPool { () throws -> SlowResult in
+        let result = try await runOffPool { () throws -> SlowResult in
             try SlowResult.waitForAnswer(on: RawHTTPConnection(port: port, receiveTimeoutSeconds: 15))
         }
         let elapsed = result.elapsed
@@ -89,7 +90,7 @@ import Testing
         let engine = try await StrictEngine.shared()
         let port = engine.process.apiPort
         let context = StrictContext(token: engine.token, probeID: engine.probeID, freshID: "", smuggledID: "")
-        let result = try await strictOffPool { () throws -> (Int?, SlowResult, Double) in
+        let result = try await runOffPool { () throws -> (Int?, SlowResult, Double) in
             let connection = try RawHTTPConnection(port: port, receiveTimeoutSeconds: 15)
             try connection.send(StrictCases.probe(context))
             let status = try connection.readResponse()?.status
@@ -106,7 +107,7 @@ import Testing
     @Test func fiftySlowClientsAtOnce() async throws {
         let engine = try await StrictEngine.shared()
         let port = engine.process.apiPort
-        async let slow = strictOffPool { () throws -> ([Int?], Double) in
+        async let slow = runOffPool { () throws -> ([Int?], Double) in
             let connections = try (0..<50).map { _ in try RawHTTPConnection(port: port, receiveTimeoutSeconds: 15) }
             let start = ContinuousClock.now
             for connection in connections { try connection.send("GET /banking HTTP/1.1\r\nHost: eng") }
@@ -127,7 +128,7 @@ import Testing
         let port = engine.process.apiPort
         let token = engine.token
         let id = TestEnvironment.uniqueID("continue")
-        let statuses = try await strictOffPool { () throws -> [Int?] in
+        let statuses = try await runOffPool { () throws -> [Int?] in
             let connection = try RawHTTPConnection(port: port, receiveTimeoutSeconds: 10)
             let payload = StrictCases.body(id)
             try connection.send("POST \(D1.authenticationPath()) HTTP/1.1\r\nHost: engine\r\nAuthorization: Bearer \(token)\r\n"
@@ -155,7 +156,7 @@ import Testing
     private func servedMeanwhile(_ engine: StrictEngine, while seconds: Double) async throws -> Served {
         let context = StrictContext(token: engine.token, probeID: engine.probeID, freshID: "", smuggledID: "")
         let port = engine.process.apiPort
-        return try await strictOffPool { () -> Served in
+        return try await runOffPool { () -> Served in
             var served = Served()
             let end = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
             for _ in 0..<1_000 where ContinuousClock.now < end {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 /// HTTP/1.1 strictness (RFC 9112) against the real binary over raw sockets: every case states the
@@ -20,7 +21,7 @@ import Testing
         let engine = try await StrictEngine.shared()
         let context = StrictContext(token: engine.token, probeID: engine.probeID,
                                     freshID: TestEnvironment.uniqueID("fresh"), smuggledID: TestEnvironment.uniqueID("smuggled"))
-        let outcome = try await strictOffPool { () throws -> StrictOutcome in
+        let outcome = try await runOffPool { () throws -> StrictOutcome in
             try StrictCases.run(strictCase, context: context, port: engine.process.apiPort)
         }
         #expect(outcome.statuses == strictCase.statuses, "\(strictCase.name): got \(outcome.statuses)")
@@ -37,7 +38,7 @@ import Testing
 
         // Blocking queries run off the cooperative pool, which other suites' handlers need.
         let database = engine.database
-        let (smuggled, fresh) = try await strictOffPool { () throws -> (String?, String?) in
+        let (smuggled, fresh) = try await runOffPool { () throws -> (String?, String?) in
             (strictCase.smuggles ? try database.state(issuer: "ISSUER0001", authenticationId: context.smuggledID) : nil,
              strictCase.creates ? try database.state(issuer: "ISSUER0001", authenticationId: context.freshID) : nil)
         }
@@ -89,13 +90,6 @@ final class StrictEngine: Sendable {
     }
 
     static func shared() async throws -> StrictEngine { try await instance.value }
-}
-
-/// Blocking socket work on a thread of its own, so the cooperative pool (two cores) stays free.
-func strictOffPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
-    }
 }
 
 // MARK: - Cases

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import TestSupport
 import Testing
 
 /// The OTP delivery worker: queued OTPs reach the messaging service's webhook, signed, and the

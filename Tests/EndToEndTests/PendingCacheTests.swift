@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 /// PENDING polls answered from memory (AuthenticationCache) stay in step with the database: a

@@ -1,13 +1,14 @@
 import Glibc
 import HTTP
 import Synchronization
+import TestSupport
 import Testing
 
 /// Loopback tests: a real server on 127.0.0.1 port 0, raw bytes, every wait bounded.
 @Suite struct HTTPServerTests {
     @Test func simpleRequest() async throws {
         try await withServer { port, _ in
-            let response = try await offPool {
+            let response = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send(request("GET", "/hello?x=1"))
                 return try client.readResponse()
@@ -24,7 +25,7 @@ import Testing
     @Test func keepAliveReusesTheConnection() async throws {
         let logs = LogCollector()
         try await withServer(logs: logs) { port, _ in
-            let responses = try await offPool {
+            let responses = try await runOffPool {
                 let client = try TestClient(port: port)
                 return try (0..<3).map { index in
                     try client.send(request("POST", "/k", body: "n\(index)"))
@@ -39,7 +40,7 @@ import Testing
 
     @Test func connectionCloseAndHTTP10Close() async throws {
         try await withServer { port, _ in
-            let (first, firstClosed, second, secondClosed) = try await offPool {
+            let (first, firstClosed, second, secondClosed) = try await runOffPool {
                 let a = try TestClient(port: port)
                 try a.send(request("GET", "/a", headers: [("Connection", "close")]))
                 let first = try a.readResponse()
@@ -59,7 +60,7 @@ import Testing
 
     @Test func http10KeepAliveIsConfirmedAndHonoured() async throws {
         try await withServer { port, _ in
-            let (first, second) = try await offPool {
+            let (first, second) = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
                 let first = try client.readResponse()
@@ -75,7 +76,7 @@ import Testing
     /// half-closes in the middle of a request is told 400.
     @Test func halfClosedClients() async throws {
         try await withServer { port, _ in
-            let (complete, partial) = try await offPool {
+            let (complete, partial) = try await runOffPool {
                 let a = try TestClient(port: port)
                 try a.send(request("GET", "/delay/100"))
                 shutdown(a.fd, Int32(SHUT_WR))
@@ -92,7 +93,7 @@ import Testing
 
     @Test func connectionThatNeverSendsIsClosedAfterTheHeaderTimeout() async throws {
         try await withServer({ $0.headerReadTimeout = .milliseconds(200) }) { port, _ in
-            let closed = try await offPool { try TestClient(port: port, receiveTimeout: 5).readsEndOfFile() }
+            let closed = try await runOffPool { try TestClient(port: port, receiveTimeout: 5).readsEndOfFile() }
             #expect(closed)
         }
     }
@@ -101,7 +102,7 @@ import Testing
     /// the responses still leave in request order.
     @Test func pipelinedResponsesKeepRequestOrder() async throws {
         try await withServer { port, _ in
-            let texts = try await offPool {
+            let texts = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send(request("GET", "/delay/200") + request("GET", "/delay/0") + request("POST", "/delay/50", body: "3"))
                 return try (0..<3).map { _ in try client.readResponse()?.text }
@@ -114,7 +115,7 @@ import Testing
     /// tasks running on the loop's executor, pipelined and mixed with ordinary ones.
     @Test func answersFromTheLoopThreadKeepOrderAndKeepAlive() async throws {
         try await withServer { port, _ in
-            let texts = try await offPool {
+            let texts = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send(request("GET", "/sync/1") + request("GET", "/loop/30") + request("GET", "/sync/2")
                                 + request("GET", "/delay/10") + request("GET", "/loop/0") + request("GET", "/sync/3"))
@@ -131,7 +132,7 @@ import Testing
 
     @Test func headResponseHasNoBody() async throws {
         try await withServer { port, _ in
-            let (head, next) = try await offPool {
+            let (head, next) = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send(request("HEAD", "/h") + request("GET", "/after"))
                 return (try client.readResponse(bodyExpected: false), try client.readResponse())
@@ -144,7 +145,7 @@ import Testing
 
     @Test func expectContinueGetsAnInterimResponse() async throws {
         try await withServer { port, _ in
-            let (interim, final) = try await offPool {
+            let (interim, final) = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send("POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
                 let interim = try client.readResponse()
@@ -170,7 +171,7 @@ import Testing
             $0.maxRequestLineBytes = 256
             $0.maxHeaderBytes = 512
         }) { port, _ in
-            let (response, closed) = try await offPool {
+            let (response, closed) = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send(text)
                 return (try client.readResponse(), try client.readsEndOfFile())
@@ -187,7 +188,7 @@ import Testing
     /// read the answer (no reset from closing with unread input).
     @Test func oversizedHeaderSentInFullStillGetsTheAnswer() async throws {
         try await withServer { port, _ in
-            let response = try await offPool {
+            let response = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 70_000))\r\n\r\n")
                 return try client.readResponse()
@@ -198,7 +199,7 @@ import Testing
 
     @Test func slowHeadersGet408() async throws {
         try await withServer({ $0.headerReadTimeout = .milliseconds(300) }) { port, _ in
-            let (response, closed, elapsed) = try await offPool {
+            let (response, closed, elapsed) = try await runOffPool {
                 let client = try TestClient(port: port, receiveTimeout: 5)
                 let started = ContinuousClock.now
                 try client.send("GET / HTTP/1.1\r\nHo")
@@ -213,7 +214,7 @@ import Testing
 
     @Test func slowBodyGets408() async throws {
         try await withServer({ $0.bodyReadTimeout = .milliseconds(300) }) { port, _ in
-            let response = try await offPool {
+            let response = try await runOffPool {
                 let client = try TestClient(port: port, receiveTimeout: 5)
                 try client.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
                 return try client.readResponse()
@@ -224,7 +225,7 @@ import Testing
 
     @Test func idleKeepAliveConnectionIsClosedSilently() async throws {
         try await withServer({ $0.idleTimeout = .milliseconds(300) }) { port, _ in
-            let (response, closed) = try await offPool {
+            let (response, closed) = try await runOffPool {
                 let client = try TestClient(port: port, receiveTimeout: 5)
                 try client.send(request("GET", "/"))
                 let response = try client.readResponse()
@@ -239,7 +240,7 @@ import Testing
         let logs = LogCollector()
         let handler = EchoHandler()
         try await withServer(handler: handler, logs: logs) { port, _ in
-            try await offPool {
+            try await runOffPool {
                 let midBody = try TestClient(port: port)
                 try midBody.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
                 let beforeResponse = try TestClient(port: port)
@@ -253,7 +254,7 @@ import Testing
             // The delayed answers arrive for connections that no longer exist and are dropped.
             #expect(await waitUntil { handler.seen.count.load(ordering: .relaxed) == 2 })
             try await Task.sleep(for: .milliseconds(300))
-            let response = try await offPool {
+            let response = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send(request("GET", "/still-alive"))
                 return try client.readResponse()
@@ -266,7 +267,7 @@ import Testing
     /// server answers normally afterwards.
     @Test func garbageNeverGets5xx() async throws {
         try await withServer({ $0.headerReadTimeout = .milliseconds(500) }) { port, _ in
-            let statuses = try await offPool {
+            let statuses = try await runOffPool {
                 var generator = SeededGenerator(seed: 0xBAD_B17E)
                 var statuses: [Int] = []
                 for index in 0..<200 {
@@ -280,7 +281,7 @@ import Testing
             }
             #expect(statuses.count >= 150)
             #expect(statuses.allSatisfy { (400...499).contains($0) }, "\(Set(statuses))")
-            let response = try await offPool {
+            let response = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send(request("GET", "/after-garbage"))
                 return try client.readResponse()
@@ -291,7 +292,7 @@ import Testing
 
     @Test func responderDroppedWithoutAnswerGives500() async throws {
         try await withServer { port, _ in
-            let response = try await offPool {
+            let response = try await runOffPool {
                 let client = try TestClient(port: port)
                 try client.send(request("GET", "/drop"))
                 return try client.readResponse()
@@ -303,7 +304,7 @@ import Testing
     @Test func twoThousandConcurrentConnections() async throws {
         // In-flight limit above the connection count: this test is about connections, not overload.
         try await withServer({ $0.maxInFlightRequests = 4_096 }) { port, _ in
-            let (ok, elapsed) = try await offPool {
+            let (ok, elapsed) = try await runOffPool {
                 let started = ContinuousClock.now
                 let clients = try (0..<2_000).map { _ in try TestClient(port: port, receiveTimeout: 30) }
                 for (index, client) in clients.enumerated() { try client.send(request("GET", "/c/\(index)")) }
@@ -323,9 +324,9 @@ import Testing
         let logs = LogCollector()
         try await withServer({ $0.maxInFlightRequests = 1 }, handler: handler, logs: logs) { port, _ in
             let first = try TestClient(port: port)
-            try await offPool { try first.send(request("GET", "/held")) }
+            try await runOffPool { try first.send(request("GET", "/held")) }
             #expect(await waitUntil { handler.heldCount == 1 })
-            let busy = try await offPool {
+            let busy = try await runOffPool {
                 let second = try TestClient(port: port)
                 try second.send(request("GET", "/refused"))
                 return try second.readResponse()
@@ -335,7 +336,7 @@ import Testing
             #expect(busy?.headers["Content-Type"] == "application/json")
             #expect(handler.heldCount == 1)
             handler.release()
-            let released = try await offPool { try first.readResponse() }
+            let released = try await runOffPool { try first.readResponse() }
             #expect(released?.text == "released")
             #expect(logs.count(prefix: "rejected: too many requests") == 1)
         }
@@ -343,7 +344,7 @@ import Testing
 
     @Test func connectionsBeyondTheLimitAreRefused() async throws {
         try await withServer({ $0.maxConnections = 2 }) { port, _ in
-            let refused = try await offPool {
+            let refused = try await runOffPool {
                 let a = try TestClient(port: port)
                 let b = try TestClient(port: port)
                 try a.send(request("GET", "/a"))
@@ -365,10 +366,10 @@ import Testing
         let port = try server.start()
         let client = try TestClient(port: port)
         let idle = try TestClient(port: port)
-        try await offPool { try client.send(request("GET", "/delay/300")) }
+        try await runOffPool { try client.send(request("GET", "/delay/300")) }
         #expect(await waitUntil { handler.seen.count.load(ordering: .relaxed) == 1 })
-        let shutdown = Task { try await offPool { server.shutdown() } }
-        let (response, closed, idleClosed) = try await offPool {
+        let shutdown = Task { try await runOffPool { server.shutdown() } }
+        let (response, closed, idleClosed) = try await runOffPool {
             (try client.readResponse(), try client.readsEndOfFile(), try idle.readsEndOfFile())
         }
         try await shutdown.value

@@ -2,21 +2,11 @@ import Foundation
 import Glibc
 import HTTP
 import Synchronization
+import TestSupport
 
 struct TestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Runs blocking socket work on a thread of its own, so Swift's cooperative pool stays free for
-/// the handlers' tasks (the machine has two cores). Not Dispatch's global queue: on Linux it adds
-/// threads for blocked work only about once a second, which serialises parallel tests.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread {
-            continuation.resume(with: Result { try body() })
-        }
-    }
 }
 
 /// Polls `condition` every 5 ms until it holds or `seconds` pass.
@@ -234,10 +224,10 @@ func withServer(_ configure: (inout HTTPServerConfiguration) -> Void = { _ in },
     do {
         try await body(port, server)
     } catch {
-        _ = try? await offPool { server.shutdown() }
+        _ = try? await runOffPool { server.shutdown() }
         throw error
     }
-    _ = try await offPool { server.shutdown() }
+    _ = try await runOffPool { server.shutdown() }
 }
 
 /// SplitMix64: reproducible randomness for fuzz-like tests.

@@ -28,7 +28,7 @@ import Testing
         ]
         for (status, expected) in cases {
             server.answer(status)
-            let outcome = try await offPool { hook.post(Array(#"{"a":1}"#.utf8), headers: [("X-OOB-Authentication-Id", "abc")]) }
+            let outcome = try await runOffPool { hook.post(Array(#"{"a":1}"#.utf8), headers: [("X-OOB-Authentication-Id", "abc")]) }
             #expect(outcome == expected, "status \(status)")
         }
         let request = try #require(server.requests.last)
@@ -50,7 +50,7 @@ import Testing
         server.answer(nil)
         let hook = try webhook("http://127.0.0.1:\(server.port)/", timeoutMilliseconds: 300)
         // Timed on the posting thread: the test task itself may resume late on a busy pool.
-        let (outcome, elapsed) = try await offPool { timed { hook.post(Array("{}".utf8)) } }
+        let (outcome, elapsed) = try await runOffPool { timed { hook.post(Array("{}".utf8)) } }
         #expect(outcome == .retryable("timed out (waiting for the response)"))
         #expect(elapsed >= .milliseconds(290) && elapsed < .milliseconds(1500), "\(elapsed)")
     }
@@ -60,12 +60,12 @@ import Testing
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         let port = try LoopbackServer.bindLoopback(fd)
-        let outcome = try await offPool { try webhook("http://127.0.0.1:\(port)/").post([]) }
+        let outcome = try await runOffPool { try webhook("http://127.0.0.1:\(port)/").post([]) }
         #expect(outcome == .retryable("connect failed: Connection refused"))
     }
 
     @Test func anUnresolvableHostIsRetryable() async throws {
-        let outcome = try await offPool { try webhook("http://no-such-host.invalid/").post([]) }
+        let outcome = try await runOffPool { try webhook("http://no-such-host.invalid/").post([]) }
         guard case .retryable(let why) = outcome else { Issue.record("\(outcome)"); return }
         #expect(why.hasPrefix("cannot resolve host"))
     }
@@ -75,7 +75,7 @@ import Testing
         defer { server.stop() }
         server.answer(nil)
         let hook = try webhook("https://127.0.0.1:\(server.port)/", timeoutMilliseconds: 300)
-        let (outcome, elapsed) = try await offPool { timed { hook.post([]) } }
+        let (outcome, elapsed) = try await runOffPool { timed { hook.post([]) } }
         #expect(outcome == .retryable("TLS: timed out (handshake)"))
         #expect(elapsed >= .milliseconds(290) && elapsed < .milliseconds(1500), "\(elapsed)")
     }
@@ -93,7 +93,7 @@ import Testing
             let server = try LoopbackServer()
             defer { server.stop() }
             server.answerRaw(raw)
-            let outcome = try await offPool { try webhook("http://127.0.0.1:\(server.port)/").post([]) }
+            let outcome = try await runOffPool { try webhook("http://127.0.0.1:\(server.port)/").post([]) }
             #expect(outcome == expected, "\(raw.debugDescription)")
         }
     }
@@ -112,7 +112,7 @@ func timed<T>(_ body: () -> T) -> (T, Duration) {
     func post(_ url: String, caFile: String?, timeoutMilliseconds: Int = 5000) async throws -> PushOutcome {
         let hook = SignedWebhook(url: try #require(HTTPURL(url)), secret: Self.secret,
                                  timeoutMilliseconds: timeoutMilliseconds, caFile: caFile)
-        return try await offPool { hook.post(Array(#"{"tls":true}"#.utf8)) }
+        return try await runOffPool { hook.post(Array(#"{"tls":true}"#.utf8)) }
     }
 
     @Test func deliversWhenTheCertificateIsTrusted() async throws {

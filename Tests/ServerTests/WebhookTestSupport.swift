@@ -1,19 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
-
-struct WebhookTestError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Runs blocking work (the webhook client blocks its thread) on a thread of its own, so
-/// Swift's cooperative pool stays free.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
-    }
-}
+import TestSupport
 
 /// A scripted HTTP/1.1 server on 127.0.0.1: records each request and answers with the
 /// scripted status, raw bytes, or nothing at all (holding the connection open until `stop`).
@@ -47,9 +35,9 @@ final class LoopbackServer: Sendable {
 
     init() throws {
         listening = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard listening >= 0 else { throw WebhookTestError("socket failed") }
+        guard listening >= 0 else { throw TestSupportError("socket failed") }
         port = try Self.bindLoopback(listening)
-        guard listen(listening, 16) == 0 else { throw WebhookTestError("listen failed: errno \(errno)") }
+        guard listen(listening, 16) == 0 else { throw TestSupportError("listen failed: errno \(errno)") }
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
@@ -61,7 +49,7 @@ final class LoopbackServer: Sendable {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw WebhookTestError("bind failed: errno \(errno)") }
+        guard bound == 0 else { throw TestSupportError("bind failed: errno \(errno)") }
         var actual = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &actual) {

@@ -19,7 +19,7 @@ public final class ChildProcess: Sendable {
     /// Where one of the child's standard streams goes.
     public enum Stream: Sendable {
         case null
-        /// A pipe; the parent's end is `input`, `output` or `errorOutput`.
+        /// A pipe; the parent's end is `output` or `errorOutput` (standard input's: `closeInput()`).
         case pipe
         /// A file, created or truncated for output, read for input.
         case file(String)
@@ -28,8 +28,8 @@ public final class ChildProcess: Sendable {
     }
 
     public let pid: Int32
-    /// The parent's ends of the pipes asked for (nil otherwise). `input` is closed by
-    /// `closeInput()` or with this object; the others with this object.
+    /// The parent's ends of the output pipes asked for (nil otherwise), closed with this object.
+    /// Standard input's is closed by `closeInput()` or with this object.
     public let output: Int32?
     public let errorOutput: Int32?
     private let inputEnd: Mutex<Int32?>
@@ -102,9 +102,6 @@ public final class ChildProcess: Sendable {
         errorOutput.map { _ = close($0) }
         _ = isRunning   // reaps it if it has exited
     }
-
-    /// The write end of its standard input, while open.
-    public var input: Int32? { inputEnd.withLock { $0 } }
 
     /// Closes the write end of its standard input (EOF for the child).
     public func closeInput() {

@@ -71,13 +71,3 @@ enum D1Rest {
     }
 }
 
-/// Runs a test's blocking work (sockets, libpq) on a thread of its own: Swift's cooperative pool
-/// has one thread per core (two here) and other suites' servers answer from it, so a test that
-/// blocks it stalls them.
-func runOffPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread {
-            continuation.resume(with: Result { try body() })
-        }
-    }
-}

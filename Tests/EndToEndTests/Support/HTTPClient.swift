@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import JSON
+import TestSupport
 
 /// A deliberately small blocking HTTP/1.1 client over a raw socket, so tests control every byte
 /// (malformed requests, pipelining) and every wait is bounded by SO_RCVTIMEO.
@@ -162,10 +163,6 @@ struct HTTPClient: Sendable {
 
     /// Runs the blocking call off the cooperative pool.
     func asyncSend(_ method: String, _ path: String, body: String? = nil, headers: [(String, String)] = []) async throws -> RawHTTPConnection.Response {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(with: Result { try self.send(method, path, body: body, headers: headers) })
-            }
-        }
+        try await runOffPool { try self.send(method, path, body: body, headers: headers) }
     }
 }

@@ -39,13 +39,7 @@ final class PrivateCluster: @unchecked Sendable {
     /// Runs a program to its end (bounded by `timeout`), off Swift's cooperative threads.
     static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                     timeout: Duration = .seconds(120)) async throws -> (status: Int32, text: String) {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(with: Result {
-                    try ChildProcess.run(executable, arguments, environment: environment, timeout: timeout)
-                })
-            }
-        }
+        try await runOffPool { try ChildProcess.run(executable, arguments, environment: environment, timeout: timeout) }
     }
 
     static func freePort() throws -> Int {
