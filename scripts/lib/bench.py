@@ -2,7 +2,7 @@
 """scripts/bench's load part: the engine under wrk next to pgbench on the same server and
 schema, in one run. Called by scripts/bench with DATABASE_URL, PG_BINDIR, the release
 binaries and the output path; prints one table and writes bench/results.json."""
-import base64, json, os, re, socket, subprocess, sys, time, urllib.request
+import base64, json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENGINE = os.environ["OOB_ENGINE_BINARY"]
@@ -104,6 +104,65 @@ class Engine:
             self.process.kill()
 
 
+def nginx_trivial_route():
+    """The same trivial route served by nginx (an epoll loop per core, the kind of server issue 8
+    measured at about 105,000 requests/s), under the same wrk, for this machine's HTTP limit.
+    None when nginx is not installed (scripts/bench installs it)."""
+    binary = os.environ.get("OOB_NGINX_BINARY") or shutil.which("nginx")
+    if not binary or not os.access(binary, os.X_OK):
+        return None
+    directory = tempfile.mkdtemp(prefix="nginx-", dir=os.path.join(ROOT, ".tmp"))
+    os.chmod(directory, 0o755)
+    port = free_port()
+    with open(os.path.join(directory, "nginx.conf"), "w") as f:
+        f.write("""worker_processes %(workers)d;
+daemon off;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path %(dir)s/body;
+    proxy_temp_path %(dir)s/proxy;
+    fastcgi_temp_path %(dir)s/fastcgi;
+    uwsgi_temp_path %(dir)s/uwsgi;
+    scgi_temp_path %(dir)s/scgi;
+    server {
+        listen 127.0.0.1:%(port)d;
+        default_type application/json;
+        location / { return 200 '{"status":"live"}'; }
+    }
+}
+""" % {"workers": os.cpu_count() or 1, "dir": directory, "port": port})
+    process = subprocess.Popen([binary, "-p", directory, "-e", os.path.join(directory, "error.log"),
+                                "-c", os.path.join(directory, "nginx.conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        if process.poll() is not None:
+            log("nginx did not start: no HTTP reference in this run")
+            return None
+        return wrk(None, "http://127.0.0.1:%d/health/live" % port, 64, [])
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def cached_records(engine):
     """The engine's own count of authentications in its poll cache (the oob_poll_cache_records gauge)."""
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % engine.ops, timeout=5) as r:
@@ -148,21 +207,73 @@ def wrk(script, url, connections, args, seconds=None):
     return {"rps": rps, "p50_ms": latency(50), "p99_ms": latency(99), "errors": errors, "threads": threads}
 
 
-def pgbench(files, connections):
+def pgbench_command(files, connections, seconds):
     command = [os.path.join(PG_BINDIR, "pgbench"), "-n", "-M", "prepared", "-c", str(connections),
-               "-j", str(max(1, min(2, connections))), "-T", str(SECONDS), "-r"]
+               "-j", str(max(1, min(2, connections))), "-T", str(seconds)]
     for f in files:
         command += ["-f", f]
     # Planned as the engine plans these statements (PostgresStatement.Planning.generic): once
     # per session. With PostgreSQL's default the batched decision is planned again on every
     # execution, which would handicap the reference, not measure the engine.
     env = dict(os.environ, PGOPTIONS=(os.environ.get("PGOPTIONS", "") + " -c plan_cache_mode=force_generic_plan").strip())
-    out = subprocess.run(command + [DATABASE_URL], capture_output=True, text=True, env=env)
+    return command, env
+
+
+def pgbench(files, connections):
+    command, env = pgbench_command(files, connections, SECONDS)
+    out = subprocess.run(command + ["-r", DATABASE_URL], capture_output=True, text=True, env=env)
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout)
     if not m:
         raise SystemExit("pgbench failed:\n" + out.stdout + out.stderr)
     latency = re.search(r"latency average = ([\d.]+) ms", out.stdout)
     return {"tps": float(m.group(1)), "latency_avg_ms": float(latency.group(1)) if latency else None}
+
+
+# The first seconds of a paced pgbench run are left out of its latencies: each new connection
+# prepares and plans its statements on its first transaction (150-170 ms each on 2026-12-02,
+# 64 of them at once), which the engine's long-lived connections did before its runs.
+PGBENCH_PACED_WARMUP = 2
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else None
+
+
+def pgbench_paced(files, connections, rate):
+    """PostgreSQL alone at a given rate: pgbench -R (Poisson arrivals, open loop) with a
+    per-transaction log. Returns the rate reached and the p50/p99 of each transaction's latency,
+    both from its scheduled start (what a request arriving on schedule waits: pgbench's own
+    definition under -R, the queue in front of a busy connection included) and from its actual
+    start (the database's service time alone)."""
+    directory = tempfile.mkdtemp(prefix="pgbench-paced-", dir=os.path.join(ROOT, ".tmp"))
+    try:
+        command, env = pgbench_command(files, connections, PACED_SECONDS + PGBENCH_PACED_WARMUP)
+        command += ["-R", "%.0f" % rate, "-l", "--log-prefix", os.path.join(directory, "log")]
+        out = subprocess.run(command + [DATABASE_URL], capture_output=True, text=True, env=env)
+        if not re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout):
+            raise SystemExit("pgbench failed:\n" + out.stdout + out.stderr)
+        # Log lines: client transaction_no latency_us script_no epoch_s epoch_us schedule_lag_us
+        rows = []
+        for name in os.listdir(directory):
+            with open(os.path.join(directory, name)) as f:
+                for line in f:
+                    fields = line.split()
+                    if len(fields) >= 7 and all(x.isdigit() for x in (fields[2], fields[4], fields[5], fields[6])):
+                        rows.append((int(fields[4]) + int(fields[5]) / 1e6, int(fields[2]) / 1000.0, int(fields[6]) / 1000.0))
+        if not rows:
+            raise SystemExit("pgbench wrote no transaction log:\n" + out.stdout + out.stderr)
+        start = min(r[0] for r in rows) + PGBENCH_PACED_WARMUP
+        kept = [r for r in rows if r[0] >= start]
+        span = max(r[0] for r in kept) - start if kept else 0
+        scheduled = [r[1] for r in kept]
+        service = [r[1] - r[2] for r in kept]
+        return {"offered_rps": round(rate), "connections": connections, "rps": len(kept) / span if span else None,
+                "p50_ms": percentile(scheduled, 0.5), "p99_ms": percentile(scheduled, 0.99),
+                "service_p50_ms": percentile(service, 0.5), "service_p99_ms": percentile(service, 0.99),
+                "transactions": len(kept), "warmup_seconds_left_out": PGBENCH_PACED_WARMUP}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def pgbench_scripts():
@@ -231,7 +342,10 @@ def main():
     log("memory: %s" % results["memory_mib"])
 
     results["http_trivial_route"] = wrk(None, "http://127.0.0.1:%d/health/live" % engine.ops, 64, [])
-    log("HTTP layer, trivial route: %.0f requests/s" % results["http_trivial_route"]["rps"])
+    results["http_trivial_route_nginx"] = nginx_trivial_route()
+    log("HTTP layer, trivial route: %.0f requests/s (nginx, same route and wrk: %s)" % (
+        results["http_trivial_route"]["rps"],
+        "%.0f requests/s" % results["http_trivial_route_nginx"]["rps"] if results["http_trivial_route_nginx"] else "not measured"))
 
     # Poll targets: 10,000 PENDING and 10,000 final.
     seed_pending("poll-", 10000)
@@ -240,6 +354,11 @@ def main():
             from generate_series(10001, 20000) g on conflict do nothing""" % ISSUER)
     seed_pending("pgd-", 300000)
     vacuum_tables(checkpoint=True)
+
+    def reference_files(scenario):
+        if scenario == "mix":
+            return [scripts["authenticate"] + "@1", scripts["poll"] + "@5", scripts["decision"] + "@1"]
+        return [scripts[scenario]]
 
     run = 0
     for scenario in ["authenticate", "poll", "decision", "mix"]:
@@ -256,10 +375,7 @@ def main():
                 run += 1
                 prefix = "r%d%s" % (run, scenario[:1])
                 psql("checkpoint")
-                if scenario == "mix":
-                    references.append(pgbench([scripts["authenticate"] + "@1", scripts["poll"] + "@5", scripts["decision"] + "@1"], level))
-                else:
-                    references.append(pgbench([scripts[scenario]], level))
+                references.append(pgbench(reference_files(scenario), level))
                 if scenario in ("decision", "mix"):
                     # Enough fresh PENDING ids for 30,000 decisions/s (the mix: 10,000/s).
                     seed_pending(prefix + "-", (30000 if scenario == "decision" else 10000) * SECONDS)
@@ -270,7 +386,7 @@ def main():
             measured = dict(max(engine_rounds, key=lambda r: r["rps"]), errors=sum(r["errors"] for r in engine_rounds))
             ratio = measured["rps"] / reference["tps"] if reference["tps"] else None
             results["load"]["%s@%d" % (scenario, level)] = {
-                "engine": measured, "pgbench": reference, "ratio": ratio,
+                "engine": measured, "pgbench": reference, "pgbench_connections": level, "ratio": ratio,
                 "rounds": {"engine_rps": [r["rps"] for r in engine_rounds], "pgbench_tps": [r["tps"] for r in references]}}
             log("%-12s c=%-3d engine %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d | pgbench %8.0f/s | ratio %.2f"
                 " | rounds: engine %s, pgbench %s" % (
@@ -365,6 +481,15 @@ def main():
             if scenario in ("decision", "mix"):
                 seed_pending(prefix + tag + "-", final_ids)
             paced = measured_run(pause_ms, tag)
+        # The same question put to PostgreSQL alone: pgbench at 70 % of its own peak, with the
+        # connection count of that peak, on freshly vacuumed tables like the engine's run.
+        pgbench_level = max(runs, key=lambda r: r["pgbench"]["tps"])
+        vacuum_tables()
+        reference_paced = pgbench_paced(reference_files(scenario), pgbench_level["pgbench_connections"], 0.7 * pgbench_peak)
+        log("%-12s pgbench alone at 70%% of its peak (%.0f/s offered, %d connections): %.0f/s, p50 %.2f ms p99 %.2f ms"
+            " (service time p50 %.2f ms p99 %.2f ms)" % (
+            scenario, 0.7 * pgbench_peak, reference_paced["connections"], reference_paced["rps"] or 0, reference_paced["p50_ms"],
+            reference_paced["p99_ms"], reference_paced["service_p50_ms"], reference_paced["service_p99_ms"]))
         results["peaks"][scenario] = {
             "engine_rps": engine_peak, "pgbench_tps": pgbench_peak, "ratio": engine_peak / pgbench_peak if pgbench_peak else None,
             "target_ratio": TARGET_RATIOS[scenario],
@@ -373,6 +498,7 @@ def main():
                               "p50_ms": paced["p50_ms"], "p99_ms": paced["p99_ms"], "errors": paced["errors"],
                               "calibration": [{"pause_ms": round(p, 3), "rps": r} for p, r in probes],
                               "runs_off_target": attempts},
+            "pgbench_at_70_percent": reference_paced,
         }
         log("%-12s peak engine %8.0f/s vs pgbench %8.0f/s = %.2f (target %.1f) | at %.0f%% of peak: p50 %.2f ms p99 %.2f ms" % (
             scenario, engine_peak, pgbench_peak, results["peaks"][scenario]["ratio"] or 0, TARGET_RATIOS[scenario],
@@ -389,12 +515,16 @@ def main():
         print("%-14s %5s %12.0f %9.2f %9.2f %12.0f %7.2f" % (scenario, level, e["rps"], e["p50_ms"] or 0, e["p99_ms"] or 0,
                                                             value["pgbench"]["tps"], value["ratio"] or 0))
     print()
-    print("%-14s %12s %12s %7s %7s %14s %9s %9s" % ("peak", "engine/s", "pgbench/s", "ratio", "target", "at 70%: req/s", "p50 ms", "p99 ms"))
+    print("%-14s %12s %12s %7s %7s %14s %9s %9s | %-28s" % ("peak", "engine/s", "pgbench/s", "ratio", "target", "at 70%: req/s",
+                                                              "p50 ms", "p99 ms", "pgbench at 70%: tx/s, p50/p99"))
     for scenario, peak in results["peaks"].items():
-        paced = peak["at_70_percent"]
-        print("%-14s %12.0f %12.0f %7.2f %7.1f %14.0f %9.2f %9.2f" % (scenario, peak["engine_rps"], peak["pgbench_tps"],
-              peak["ratio"] or 0, peak["target_ratio"], paced["rps"], paced["p50_ms"] or 0, paced["p99_ms"] or 0))
-    print("HTTP trivial route (64 connections): %.0f requests/s" % results["http_trivial_route"]["rps"])
+        paced, reference = peak["at_70_percent"], peak["pgbench_at_70_percent"]
+        print("%-14s %12.0f %12.0f %7.2f %7.1f %14.0f %9.2f %9.2f | %8.0f %8.2f %8.2f" % (
+              scenario, peak["engine_rps"], peak["pgbench_tps"], peak["ratio"] or 0, peak["target_ratio"], paced["rps"],
+              paced["p50_ms"] or 0, paced["p99_ms"] or 0, reference["rps"] or 0, reference["p50_ms"], reference["p99_ms"]))
+    nginx = results["http_trivial_route_nginx"]
+    print("HTTP trivial route (64 connections): %.0f requests/s%s" % (
+        results["http_trivial_route"]["rps"], "; nginx on the same route: %.0f requests/s" % nginx["rps"] if nginx else ""))
     for item in results["micro"]:
         print("%-44s %10.2f %s" % (item["name"], item["value"], item["unit"]))
     print("RSS: idle %(idle)s MiB, 100,000 PENDING %(100k_pending)s MiB (all polled once, %(100k_pending_polled_cached_records)s in the"

@@ -121,6 +121,14 @@ CONF
     if ! as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
         as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null \
             || { tail -n 30 "$dir/server.log" >&2; die "PostgreSQL did not start (port $port)"; }
+    else
+        # Already running (started by hand, say, on another port): use the port it listens on,
+        # which its postmaster.pid gives on line 4.
+        running_port="$(sed -n 4p "$dir/postmaster.pid" 2>/dev/null || true)"
+        if [ -n "$running_port" ] && [ "$running_port" != "$port" ]; then
+            log "PostgreSQL in $dir is already running on port $running_port; using it"
+            port="$running_port"
+        fi
     fi
     export PGPORT_LOCAL="$port" PGDATA_LOCAL="$dir" PG_BINDIR="$bin"
     export DATABASE_URL="postgresql://oob@127.0.0.1:$port/oob"
