@@ -107,7 +107,7 @@ class Engine:
 def nginx_trivial_route():
     """The same trivial route served by nginx (an epoll loop per core, the kind of server issue 8
     measured at about 105,000 requests/s), under the same wrk, for this machine's HTTP limit.
-    None when nginx is not installed (scripts/bench installs it)."""
+    None without an nginx binary (scripts/bench finds one or unpacks Debian's package under .tmp)."""
     binary = os.environ.get("OOB_NGINX_BINARY") or shutil.which("nginx")
     if not binary or not os.access(binary, os.X_OK):
         return None
