@@ -219,12 +219,18 @@ def pgbench_command(files, connections, seconds):
     return command, env
 
 
-def pgbench(files, connections):
-    command, env = pgbench_command(files, connections, SECONDS)
-    out = subprocess.run(command + ["-r", DATABASE_URL], capture_output=True, text=True, env=env)
+def pgbench_tps(out):
+    """The rate line of a finished pgbench run (its match), or the bench stops with pgbench's output."""
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout)
     if not m:
         raise SystemExit("pgbench failed:\n" + out.stdout + out.stderr)
+    return m
+
+
+def pgbench(files, connections):
+    command, env = pgbench_command(files, connections, SECONDS)
+    out = subprocess.run(command + ["-r", DATABASE_URL], capture_output=True, text=True, env=env)
+    m = pgbench_tps(out)
     latency = re.search(r"latency average = ([\d.]+) ms", out.stdout)
     return {"tps": float(m.group(1)), "latency_avg_ms": float(latency.group(1)) if latency else None}
 
@@ -251,8 +257,7 @@ def pgbench_paced(files, connections, rate):
         command, env = pgbench_command(files, connections, PACED_SECONDS + PGBENCH_PACED_WARMUP)
         command += ["-R", "%.0f" % rate, "-l", "--log-prefix", os.path.join(directory, "log")]
         out = subprocess.run(command + [DATABASE_URL], capture_output=True, text=True, env=env)
-        if not re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout):
-            raise SystemExit("pgbench failed:\n" + out.stdout + out.stderr)
+        pgbench_tps(out)
         # Log lines: client transaction_no latency_us script_no epoch_s epoch_us schedule_lag_us
         rows = []
         for name in os.listdir(directory):

@@ -19,15 +19,39 @@ log() { printf '%s %s\n' "[$(date +%H:%M:%S)]" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 apt_updated=0
+# apt_update_once: refreshes Debian's package lists, once per script (root or sudo needed).
+apt_update_once() {
+    [ "$apt_updated" = 0 ] || return 0
+    apt_updated=1
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null || true
+    return 0
+}
+
 apt_install() {
     # apt_install PACKAGE...: installs Debian packages when missing (root or sudo needed).
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
-    if [ "$apt_updated" = 0 ]; then
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null || true
-        apt_updated=1
-    fi
+    apt_update_once
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# apt_unpack PACKAGE DIR: Debian's PACKAGE downloaded and unpacked into DIR, not installed: no
+# maintainer script runs, so nothing is started (installing nginx would start a system nginx).
+# Status 1 when it cannot be fetched.
+apt_unpack() {
+    local download="$2.download" deb
+    rm -rf "$download"
+    mkdir -p "$download"
+    if ! (cd "$download" && apt-get download "$1" >/dev/null 2>&1); then
+        apt_update_once
+        (cd "$download" && apt-get download "$1" >/dev/null 2>&1) || { rm -rf "$download"; return 1; }
+    fi
+    deb="$(ls "$download"/*.deb 2>/dev/null | head -n 1 || true)"
+    if [ -z "$deb" ] || ! dpkg-deb -x "$deb" "$2"; then rm -rf "$download"; return 1; fi
+    rm -rf "$download"
+    return 0
 }
 
 # Functions here may run inside an EXIT trap, where a bare `return` hands back the status the
