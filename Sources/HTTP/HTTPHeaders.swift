@@ -45,10 +45,17 @@ package struct HTTPHeaders: Sendable, Sequence {
     }
 
     /// ASCII-only case folding: header names are tokens, so no Unicode rules apply.
+    /// Runs on every header of every request and response, so it compares contiguous bytes
+    /// (the lengths first) instead of iterating two UTF-8 views.
     static func namesEqual(_ lhs: String, _ rhs: String) -> Bool {
-        let a = lhs.utf8, b = rhs.utf8
-        guard a.count == b.count else { return false }
-        return zip(a, b).allSatisfy { asciiLowercase($0) == asciiLowercase($1) }
+        guard lhs.utf8.count == rhs.utf8.count else { return false }
+        var lhs = lhs, rhs = rhs
+        return lhs.withUTF8 { a in
+            rhs.withUTF8 { b in
+                for index in 0..<a.count where asciiLowercase(a[index]) != asciiLowercase(b[index]) { return false }
+                return true
+            }
+        }
     }
 }
 

@@ -282,10 +282,10 @@ package struct HTTPRequestParser {
             return HTTPParseError(400, "request target must start with /")
         }
         let versionBytes = buffer[(secondSpace + 1)..<range.upperBound]
-        if versionBytes.elementsEqual("HTTP/1.1".utf8) {
+        if bytes(versionBytes, equal: "HTTP/1.1") {
             version = "HTTP/1.1"
             keepAlive = true
-        } else if versionBytes.elementsEqual("HTTP/1.0".utf8) {
+        } else if bytes(versionBytes, equal: "HTTP/1.0") {
             version = "HTTP/1.0"
             keepAlive = false
         } else if versionBytes.count == 8, versionBytes.starts(with: "HTTP/".utf8),
@@ -343,19 +343,35 @@ package struct HTTPRequestParser {
     /// now, or nil to go on parsing the body.
     private mutating func headComplete() -> Event? {
         let isHTTP11 = version == "HTTP/1.1"
-        let hosts = headers.values("Host")
+        // One pass over the fields for the few that decide framing. A typical request carries
+        // only Host of these, so the lists below stay empty and unallocated.
+        var hosts: [String] = []
+        var connections: [String] = []
+        var transferEncodings: [String] = []
+        var contentLengths: [String] = []
+        var expectation: String?
+        for (name, value) in headers {
+            switch FramingField(name) {
+            case .host: hosts.append(value)
+            case .connection: connections.append(value)
+            case .transferEncoding: transferEncodings.append(value)
+            case .contentLength: contentLengths.append(value)
+            case .expect: if expectation == nil { expectation = value }
+            case nil: continue
+            }
+        }
         if isHTTP11 && hosts.isEmpty { return fail(400, "missing Host header") }
         if hosts.count > 1 { return fail(400, "more than one Host header") }
         // RFC 9112 §3.2: a Host whose value is not `uri-host [":" port]` is a 400 as well.
-        if let host = hosts.first, !host.utf8.allSatisfy(isHostByte) { return fail(400, "invalid Host header") }
+        if var host = hosts.first, !host.withUTF8({ $0.allSatisfy(isHostByte) }) { return fail(400, "invalid Host header") }
 
-        for token in commaSeparatedTokens(headers.values("Connection")) {
-            if token == "close" { keepAlive = false }
-            if token == "keep-alive" && !isHTTP11 { keepAlive = true }
+        if !connections.isEmpty {
+            for token in commaSeparatedTokens(connections) {
+                if token == "close" { keepAlive = false }
+                if token == "keep-alive" && !isHTTP11 { keepAlive = true }
+            }
         }
 
-        let transferEncodings = headers.values("Transfer-Encoding")
-        let contentLengths = headers.values("Content-Length")
         var bodyLength = 0
         var chunked = false
         if !transferEncodings.isEmpty {
@@ -385,7 +401,7 @@ package struct HTTPRequestParser {
             return fail(411, "Content-Length required")
         }
 
-        if let expectation = headers["Expect"] {
+        if let expectation {
             guard expectation.lowercased() == "100-continue" else { return fail(417, "unsupported expectation") }
             expectsContinue = isHTTP11
         }
@@ -454,6 +470,31 @@ package struct HTTPRequestParser {
     private mutating func fail(_ error: HTTPParseError) -> Event {
         state = .failed(error)
         return .failure(error)
+    }
+}
+
+/// The header fields the parser itself reads to frame a request.
+private enum FramingField {
+    case host, connection, transferEncoding, contentLength, expect
+
+    /// Nil for every other name; the length rules most names out before any byte is compared.
+    init?(_ name: String) {
+        switch name.utf8.count {
+        case 4 where HTTPHeaders.namesEqual(name, "Host"): self = .host
+        case 6 where HTTPHeaders.namesEqual(name, "Expect"): self = .expect
+        case 10 where HTTPHeaders.namesEqual(name, "Connection"): self = .connection
+        case 14 where HTTPHeaders.namesEqual(name, "Content-Length"): self = .contentLength
+        case 17 where HTTPHeaders.namesEqual(name, "Transfer-Encoding"): self = .transferEncoding
+        default: return nil
+        }
+    }
+}
+
+/// Byte for byte, without iterating a String's UTF-8 view.
+private func bytes(_ bytes: ArraySlice<UInt8>, equal literal: StaticString) -> Bool {
+    guard bytes.count == literal.utf8CodeUnitCount else { return false }
+    return bytes.withUnsafeBufferPointer { buffer in
+        UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount).elementsEqual(buffer)
     }
 }
 

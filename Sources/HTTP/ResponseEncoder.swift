@@ -4,7 +4,7 @@ import Glibc
 /// `Content-Length` itself and drops the handler's framing headers (RFC 9112 §6).
 struct ResponseEncoder {
     private var cachedDateSecond = -1
-    private var cachedDate = ""
+    private var cachedDate: [UInt8] = []
 
     /// - Parameters:
     ///   - headRequest: a HEAD request gets the headers, including the Content-Length the body
@@ -28,38 +28,73 @@ struct ResponseEncoder {
         }
         var hasDate = false
         for (name, value) in response.headers {
-            if HTTPHeaders.namesEqual(name, "Content-Length") || HTTPHeaders.namesEqual(name, "Transfer-Encoding")
-                || HTTPHeaders.namesEqual(name, "Connection") {
-                continue
+            var name = name, value = value
+            let appended = name.withUTF8 { nameBytes in
+                value.withUTF8 { valueBytes in Self.appendField(nameBytes, valueBytes, to: &output) }
             }
-            // A header that cannot be framed safely (bad name, CR/LF in value) is dropped: never
-            // let a handler split the response.
-            guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte),
-                  value.utf8.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }) else { continue }
-            if HTTPHeaders.namesEqual(name, "Date") { hasDate = true }
-            output.append(contentsOf: name.utf8)
-            output.append(contentsOf: ": ".utf8)
-            output.append(contentsOf: value.utf8)
-            output.append(contentsOf: "\r\n".utf8)
+            if appended == .date { hasDate = true }
         }
         if !hasDate {
-            output.append(contentsOf: "Date: ".utf8)
-            output.append(contentsOf: currentDate().utf8)
-            output.append(contentsOf: "\r\n".utf8)
+            output.append(contentsOf: Self.datePrefix)
+            output.append(contentsOf: currentDate())
+            output.append(contentsOf: Self.lineEnd)
         }
         let bodyAllowed = status != 204 && status != 304
         if bodyAllowed {
-            output.append(contentsOf: "Content-Length: ".utf8)
+            output.append(contentsOf: Self.contentLengthPrefix)
             Self.appendDecimal(response.body.count, to: &output)
-            output.append(contentsOf: "\r\n".utf8)
+            output.append(contentsOf: Self.lineEnd)
         }
         if close {
-            output.append(contentsOf: "Connection: close\r\n".utf8)
+            output.append(contentsOf: Self.connectionClose)
         } else if http10KeepAlive {
-            output.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+            output.append(contentsOf: Self.connectionKeepAlive)
         }
-        output.append(contentsOf: "\r\n".utf8)
+        output.append(contentsOf: Self.lineEnd)
         if bodyAllowed && !headRequest { output.append(contentsOf: response.body) }
+    }
+
+    private enum FieldOutcome {
+        case appended, date, dropped
+    }
+
+    private static let datePrefix = Array("Date: ".utf8)
+    private static let lineEnd = Array("\r\n".utf8)
+    private static let contentLengthPrefix = Array("Content-Length: ".utf8)
+    private static let connectionClose = Array("Connection: close\r\n".utf8)
+    private static let connectionKeepAlive = Array("Connection: keep-alive\r\n".utf8)
+
+    /// Appends one handler field unless the server owns it or it cannot be framed safely.
+    /// Works on the bytes directly: it runs for every field of every response.
+    private static func appendField(_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>,
+                                    to output: inout [UInt8]) -> FieldOutcome {
+        // Framing is the server's: Content-Length, Transfer-Encoding and Connection are dropped.
+        switch name.count {
+        case 10 where equalsIgnoringCase(name, "connection"),
+             14 where equalsIgnoringCase(name, "content-length"),
+             17 where equalsIgnoringCase(name, "transfer-encoding"):
+            return .dropped
+        default:
+            break
+        }
+        // A field that cannot be framed safely (bad name, CR/LF in value) is dropped: never let
+        // a handler split the response.
+        guard !name.isEmpty, name.allSatisfy(isTokenByte),
+              value.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }) else { return .dropped }
+        output.append(contentsOf: name)
+        output.append(UInt8(ascii: ":"))
+        output.append(UInt8(ascii: " "))
+        output.append(contentsOf: value)
+        output.append(contentsOf: lineEnd)
+        return name.count == 4 && equalsIgnoringCase(name, "date") ? .date : .appended
+    }
+
+    /// `lowercase` is an ASCII literal in lower case.
+    private static func equalsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ lowercase: StaticString) -> Bool {
+        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+        let expected = lowercase.utf8Start
+        for index in 0..<bytes.count where asciiLowercase(bytes[index]) != expected[index] { return false }
+        return true
     }
 
     /// Status lines for 200...599, encoded once (the encoder runs for every response).
@@ -75,7 +110,7 @@ struct ResponseEncoder {
     }
 
     /// IMF-fixdate (RFC 9110 §5.6.7), recomputed at most once a second.
-    private mutating func currentDate() -> String {
+    private mutating func currentDate() -> [UInt8] {
         var now = time(nil)
         let second = Int(now)
         if second == cachedDateSecond { return cachedDate }
@@ -84,8 +119,9 @@ struct ResponseEncoder {
         let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        cachedDate = "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+        let text = "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+        cachedDate = Array(text.utf8)
         cachedDateSecond = second
         return cachedDate
     }

@@ -66,8 +66,9 @@ package struct MetricFamily: Sendable {
 }
 
 /// A small Prometheus registry: counters, gauges and histograms keyed by name and label values,
-/// rendered in the text exposition format 0.0.4. Thread-safe (one lock; recording is a
-/// dictionary update, cheap next to a request's work).
+/// rendered in the text exposition format 0.0.4. Thread-safe: one lock over the families, and
+/// one per series, so a hot path can resolve its series once (`counter`, `histogram`) and then
+/// record without hashing a label.
 package final class MetricsRegistry: Sendable {
     package static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -76,19 +77,50 @@ package final class MetricsRegistry: Sendable {
         var sum: Double
     }
 
+    /// One counter or gauge series.
+    package final class CounterCell: Sendable {
+        private let value = Mutex<Double>(0)
+
+        package func add(_ amount: Double) { value.withLock { $0 += amount } }
+
+        func set(_ newValue: Double) { value.withLock { $0 = newValue } }
+
+        var current: Double { value.withLock { $0 } }
+    }
+
+    /// One histogram series.
+    package final class HistogramCell: Sendable {
+        let bounds: [Double]
+        private let state: Mutex<Histogram>
+
+        init(bounds: [Double]) {
+            self.bounds = bounds
+            state = Mutex(Histogram(counts: Array(repeating: 0, count: bounds.count + 1), sum: 0))
+        }
+
+        package func observe(_ value: Double) {
+            let bucket = bounds.firstIndex { value <= $0 } ?? bounds.count
+            state.withLock { histogram in
+                histogram.counts[bucket] += 1
+                histogram.sum += value
+            }
+        }
+
+        var snapshot: Histogram { state.withLock { $0 } }
+    }
+
     struct Family: Sendable {
         var help: String
         var kind: MetricKind
         var labelNames: [String]
         var bounds: [Double]
-        var values: [[String]: Double] = [:]
-        var histograms: [[String]: Histogram] = [:]
+        var values: [[String]: CounterCell] = [:]
+        var histograms: [[String]: HistogramCell] = [:]
     }
 
     struct State: Sendable {
         /// In declaration order; `index` finds one by name. Mutated in place through the array,
-        /// so recording never copies a family's series (a copy of a `Family` held across the
-        /// mutation would force one).
+        /// so adding a series never copies a family's others.
         var families: [Family] = []
         var names: [String] = []
         var index: [String: Int] = [:]
@@ -100,16 +132,19 @@ package final class MetricsRegistry: Sendable {
             return position
         }
 
-        mutating func add(_ position: Int, _ labelValues: [String], _ amount: Double) {
-            families[position].values[labelValues, default: 0] += amount
+        /// The series, created at 0 on first use.
+        mutating func counter(_ position: Int, _ labelValues: [String]) -> CounterCell {
+            if let cell = families[position].values[labelValues] { return cell }
+            let cell = CounterCell()
+            families[position].values[labelValues] = cell
+            return cell
         }
 
-        mutating func observe(_ position: Int, _ labelValues: [String], _ value: Double) {
-            let bounds = families[position].bounds
-            let bucket = bounds.firstIndex { value <= $0 } ?? bounds.count
-            families[position].histograms[labelValues, default: Histogram(
-                counts: Array(repeating: 0, count: bounds.count + 1), sum: 0)].counts[bucket] += 1
-            families[position].histograms[labelValues]!.sum += value
+        mutating func histogram(_ position: Int, _ labelValues: [String]) -> HistogramCell {
+            if let cell = families[position].histograms[labelValues] { return cell }
+            let cell = HistogramCell(bounds: families[position].bounds)
+            families[position].histograms[labelValues] = cell
+            return cell
         }
     }
 
@@ -133,45 +168,44 @@ package final class MetricsRegistry: Sendable {
         }
     }
 
+    /// A counter's (or gauge's) series, to record into without looking it up again; nil for an
+    /// unknown name or a wrong label count. The series shows (at 0) from this call on.
+    package func counter(_ name: String, _ labelValues: [String]) -> CounterCell? {
+        state.withLock { state in
+            guard let position = state.position(name, labels: labelValues.count, { $0 != .histogram }) else { return nil }
+            return state.counter(position, labelValues)
+        }
+    }
+
+    /// A histogram's series, as `counter` is a counter's.
+    package func histogram(_ name: String, _ labelValues: [String]) -> HistogramCell? {
+        state.withLock { state in
+            guard let position = state.position(name, labels: labelValues.count, { $0 == .histogram }) else { return nil }
+            return state.histogram(position, labelValues)
+        }
+    }
+
     /// Adds to a counter (or a gauge). Unknown names and wrong label counts are ignored: a
     /// metric must never take a request down.
     package func increment(_ name: String, _ labelValues: [String] = [], by amount: Double = 1) {
-        state.withLock { state in
-            guard let position = state.position(name, labels: labelValues.count, { $0 != .histogram }) else { return }
-            state.add(position, labelValues, amount)
-        }
+        counter(name, labelValues)?.add(amount)
     }
 
     package func set(_ name: String, _ labelValues: [String] = [], to value: Double) {
-        state.withLock { state in
-            guard let position = state.position(name, labels: labelValues.count, { $0 == .gauge }) else { return }
-            state.families[position].values[labelValues] = value
+        let cell: CounterCell? = state.withLock { state in
+            guard let position = state.position(name, labels: labelValues.count, { $0 == .gauge }) else { return nil }
+            return state.counter(position, labelValues)
         }
+        cell?.set(value)
     }
 
     package func observe(_ name: String, _ labelValues: [String] = [], _ value: Double) {
-        state.withLock { state in
-            guard let position = state.position(name, labels: labelValues.count, { $0 == .histogram }) else { return }
-            state.observe(position, labelValues, value)
-        }
-    }
-
-    /// A counter increment and a histogram observation under one lock (one per HTTP request).
-    package func incrementAndObserve(counter: String, _ counterLabels: [String], histogram: String,
-                                     _ histogramLabels: [String], _ value: Double) {
-        state.withLock { state in
-            if let position = state.position(counter, labels: counterLabels.count, { $0 != .histogram }) {
-                state.add(position, counterLabels, 1)
-            }
-            if let position = state.position(histogram, labels: histogramLabels.count, { $0 == .histogram }) {
-                state.observe(position, histogramLabels, value)
-            }
-        }
+        histogram(name, labelValues)?.observe(value)
     }
 
     /// The current value of one series (tests, and anything that wants to read a counter back).
     package func value(_ name: String, _ labelValues: [String] = []) -> Double? {
-        state.withLock { state in state.index[name].flatMap { state.families[$0].values[labelValues] } }
+        state.withLock { state in state.index[name].flatMap { state.families[$0].values[labelValues] } }?.current
     }
 
     /// Every family, in declaration order; series sorted by their label values so scrapes diff well.
@@ -180,13 +214,14 @@ package final class MetricsRegistry: Sendable {
         return zip(state.names, state.families).map { name, family in
             var out = MetricFamily(name: name, help: family.help, kind: family.kind)
             if family.kind == .histogram {
-                for (values, histogram) in family.histograms.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                for (values, cell) in family.histograms.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                    let histogram = cell.snapshot
                     out.appendHistogram(labels: Array(zip(family.labelNames, values)), bounds: family.bounds,
                                         counts: histogram.counts, sum: histogram.sum)
                 }
             } else {
-                for (values, value) in family.values.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-                    out.samples.append(MetricFamily.Sample(labels: Array(zip(family.labelNames, values)), value: value))
+                for (values, cell) in family.values.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                    out.samples.append(MetricFamily.Sample(labels: Array(zip(family.labelNames, values)), value: cell.current))
                 }
             }
             return out
@@ -286,9 +321,9 @@ package enum Metrics {
 
     package static let shared: MetricsRegistry = {
         let registry = MetricsRegistry()
-        registry.declare("oob_http_requests_total", .counter, help: "HTTP requests answered, by listener, route and status.",
+        registry.declare(requestsTotal, .counter, help: "HTTP requests answered, by listener, route and status.",
                          labels: ["listener", "route", "status"])
-        registry.declare("oob_http_request_duration_seconds", .histogram,
+        registry.declare(requestDuration, .histogram,
                          help: "Time from a request's arrival to its answer, by listener and route.",
                          labels: ["listener", "route"], buckets: requestDurationBuckets)
         registry.declare("oob_authentications_created_total", .counter,
@@ -308,18 +343,8 @@ package enum Metrics {
         return registry
     }()
 
-    private static let statusTexts: [String] = (0..<600).map(String.init)
-
-    private static func statusText(_ status: Int) -> String {
-        statusTexts.indices.contains(status) ? statusTexts[status] : String(status)
-    }
-
-    /// One answered request. `route` is the route's stable name ("-" when none matched).
-    package static func requestAnswered(listener: String, route: String, status: Int, seconds: Double) {
-        let route = route == "-" ? "unmatched" : route
-        shared.incrementAndObserve(counter: "oob_http_requests_total", [listener, route, statusText(status)],
-                                   histogram: "oob_http_request_duration_seconds", [listener, route], seconds)
-    }
+    static let requestsTotal = "oob_http_requests_total"
+    static let requestDuration = "oob_http_request_duration_seconds"
 
     /// `issuerId` is a configured issuer (the route checked it), so the label set stays bounded.
     package static func authenticationCreated(issuerId: String) {
@@ -338,6 +363,60 @@ package enum Metrics {
     package static func authenticationsEnded(_ state: AuthenticationState, cause: TransitionCause, count: Int) {
         guard count > 0 else { return }
         shared.increment("oob_authentications_ended_total", [state.rawValue, cause.rawValue], by: Double(count))
+    }
+}
+
+/// One listener's request metrics (`oob_http_requests_total`, `oob_http_request_duration_seconds`),
+/// kept per route: answering a request records into series resolved on the route's first
+/// answer with that status, without hashing a label (it runs for every request). A series
+/// appears in the registry once its route has answered.
+package final class RequestMetrics: Sendable {
+    private final class RouteSeries: Sendable {
+        struct Cells: Sendable {
+            var duration: MetricsRegistry.HistogramCell?
+            /// One per status answered so far: a handful, so a linear search.
+            var byStatus: [(status: Int, count: MetricsRegistry.CounterCell)] = []
+        }
+
+        let registry: MetricsRegistry
+        let listener: String
+        let route: String
+        private let cells = Mutex(Cells())
+
+        init(registry: MetricsRegistry, listener: String, route: String) {
+            self.registry = registry
+            self.listener = listener
+            self.route = route
+        }
+
+        func record(status: Int, seconds: Double) {
+            let (count, duration) = cells.withLock { cells -> (MetricsRegistry.CounterCell?, MetricsRegistry.HistogramCell?) in
+                if cells.duration == nil {
+                    cells.duration = registry.histogram(Metrics.requestDuration, [listener, route])
+                }
+                for known in cells.byStatus where known.status == status { return (known.count, cells.duration) }
+                let count = registry.counter(Metrics.requestsTotal, [listener, route, String(status)])
+                if let count { cells.byStatus.append((status: status, count: count)) }
+                return (count, cells.duration)
+            }
+            count?.add(1)
+            duration?.observe(seconds)
+        }
+    }
+
+    private let routes: [RouteSeries]
+    private let unmatched: RouteSeries
+
+    /// `routeNames` in the router's order (a route's `position`).
+    package init(registry: MetricsRegistry = Metrics.shared, listener: String, routeNames: [String]) {
+        routes = routeNames.map { RouteSeries(registry: registry, listener: listener, route: $0) }
+        unmatched = RouteSeries(registry: registry, listener: listener, route: "unmatched")
+    }
+
+    /// One answered request; `routePosition` nil when no route matched.
+    package func record(routePosition: Int?, status: Int, seconds: Double) {
+        let series = routePosition.flatMap { routes.indices.contains($0) ? routes[$0] : nil } ?? unmatched
+        series.record(status: status, seconds: seconds)
     }
 }
 

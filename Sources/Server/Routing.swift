@@ -34,7 +34,8 @@ package typealias ImmediateRouteHandler = @Sendable (RouteContext) -> HTTPRespon
 
 package struct Route: Sendable {
     enum Segment: Sendable, Hashable {
-        case literal(String)
+        /// The segment's UTF-8 bytes, compared byte for byte with a request's.
+        case literal([UInt8])
         case parameter
     }
 
@@ -45,6 +46,9 @@ package struct Route: Sendable {
     var segments: [Segment]
     var handler: RouteHandler
     var immediate: ImmediateRouteHandler?
+    /// Its index in the `Router` that holds it (per-route state, such as its metrics, is kept
+    /// by that index).
+    package internal(set) var position = 0
 
     /// `template` like `/banking/d1/v1/issuers/{issuerId}/consumers/{consumerId}/authentication`.
     /// `immediate` (never blocking, never waiting) is tried first on the event-loop thread.
@@ -54,7 +58,7 @@ package struct Route: Sendable {
         self.name = name
         self.authorization = authorization
         self.segments = template.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map {
-            $0.hasPrefix("{") && $0.hasSuffix("}") ? .parameter : .literal(String($0))
+            $0.hasPrefix("{") && $0.hasSuffix("}") ? .parameter : .literal(Array($0.utf8))
         }
         self.handler = handler
         self.immediate = immediate
@@ -78,68 +82,77 @@ package enum RouteMatch: Sendable {
 }
 
 package struct Router: Sendable {
-    package var routes: [Route]
+    package let routes: [Route]
 
     package init(_ routes: [Route]) {
-        self.routes = routes
+        self.routes = routes.enumerated().map { index, route in
+            var route = route
+            route.position = index
+            return route
+        }
     }
 
+    /// Runs for every request: the path's segments are found in place (their bounds on the
+    /// stack) and compared byte for byte; only a matching route's parameters become Strings.
     package func match(method: String, path: String) -> RouteMatch {
-        guard path.hasPrefix("/") else { return .notFound }
         var path = path
         return path.withUTF8 { bytes in
-            // Segment boundaries as offsets into the path's bytes.
-            var bounds: [Range<Int>] = []
-            bounds.reserveCapacity(10)
+            guard bytes.first == UInt8(ascii: "/") else { return .notFound }
+            var count = 1
             var escaped = false
-            var start = 1
-            for index in 1..<bytes.count {
-                switch bytes[index] {
-                case UInt8(ascii: "/"):
-                    bounds.append(start..<index)
+            for byte in bytes.dropFirst() {
+                if byte == UInt8(ascii: "/") { count += 1 } else if byte == UInt8(ascii: "%") { escaped = true }
+            }
+            return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: count) { bounds in
+                // Segment boundaries as offsets into the path's bytes.
+                var segment = 0
+                var start = 1
+                for index in 1..<bytes.count where bytes[index] == UInt8(ascii: "/") {
+                    bounds.initializeElement(at: segment, to: start..<index)
+                    segment += 1
                     start = index + 1
-                case UInt8(ascii: "%"):
-                    escaped = true
-                default:
-                    break
                 }
-            }
-            bounds.append(start..<bytes.count)
-            if escaped {
-                var decoded: [[UInt8]] = []
-                for range in bounds {
-                    guard let text = PercentDecoding.decode(UnsafeBufferPointer(rebasing: bytes[range])) else { return .badPath }
-                    decoded.append(Array(text.utf8))
+                bounds.initializeElement(at: segment, to: start..<bytes.count)
+                if escaped {
+                    var decoded: [[UInt8]] = []
+                    for range in bounds {
+                        guard let text = PercentDecoding.decode(UnsafeBufferPointer(rebasing: bytes[range])) else { return .badPath }
+                        decoded.append(Array(text.utf8))
+                    }
+                    return match(method: method, count: count) { decoded[$0][...] }
                 }
-                return match(method: method, count: decoded.count) { decoded[$0][...] }
+                // `path` is valid UTF-8 and `/` is ASCII, so every segment is too.
+                return match(method: method, count: count) { UnsafeBufferPointer(rebasing: bytes[bounds[$0]]) }
             }
-            // No escapes: segments are compared where they lie; only the matching route's
-            // parameters become Strings (`path` is valid UTF-8 and `/` is ASCII).
-            return match(method: method, count: bounds.count) { UnsafeBufferPointer(rebasing: bytes[bounds[$0]]) }
         }
     }
 
     private func match<Segment: Collection<UInt8>>(method: String, count: Int, segment: (Int) -> Segment) -> RouteMatch {
         var allowed: [String] = []
-        for route in routes where route.segments.count == count {
+        // By position, so that only a matching route is copied out of the table.
+        for position in routes.indices where routes[position].segments.count == count {
+            let segments = routes[position].segments
             var matches = true
-            for (index, expected) in route.segments.enumerated() {
-                switch expected {
-                case .literal(let literal): matches = literal.utf8.elementsEqual(segment(index))
+            for index in 0..<count {
+                switch segments[index] {
+                case .literal(let literal):
+                    let candidate = segment(index)
+                    matches = literal.count == candidate.count && literal.elementsEqual(candidate)
                 // An empty segment is another path (`/a/1/b/` is not `/a/1/b/{y}`).
                 case .parameter: matches = !segment(index).isEmpty
                 }
                 if !matches { break }
             }
             guard matches else { continue }
-            if route.method == method {
+            let routeMethod = routes[position].method
+            if routeMethod == method {
                 var parameters: [String] = []
-                for (index, expected) in route.segments.enumerated() where expected == .parameter {
+                for index in 0..<count where segments[index] == .parameter {
                     parameters.append(String(decoding: segment(index), as: UTF8.self))
                 }
-                return .found(route, parameters: parameters)
+                return .found(routes[position], parameters: parameters)
             }
-            if !allowed.contains(route.method) { allowed.append(route.method) }
+            if !allowed.contains(routeMethod) { allowed.append(routeMethod) }
         }
         return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
     }
