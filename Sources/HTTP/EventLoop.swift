@@ -129,6 +129,9 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
     @exclusivity(unchecked) private var encoder = ResponseEncoder()
     /// Answers given on the loop thread itself during `handle`; applied right after it returns.
     @exclusivity(unchecked) private var immediateDeliveries: [Delivery] = []
+    /// When the loop last woke from epoll_wait: the clock for connection timeouts, read once per
+    /// round rather than per request (timeouts are seconds; a round lasts milliseconds).
+    @exclusivity(unchecked) private var loopNow: Int64 = monotonicNanoseconds()
     /// Task jobs enqueued on the loop thread itself; run before the loop waits again.
     @exclusivity(unchecked) private var localJobs: [UnownedJob] = []
     private let readBuffer: UnsafeMutableRawBufferPointer
@@ -238,7 +241,8 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
         defer { loopThread.store(0, ordering: .relaxed) }
         startListening()
         var events = [EpollEvent](repeating: EpollEvent(events: 0, data: 0), count: 256)
-        var nextSweep = monotonicNanoseconds() + sweepInterval
+        var now = monotonicNanoseconds()
+        var nextSweep = now + sweepInterval
         while true {
             switch context.phase {
             case .stopping:
@@ -250,15 +254,17 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
                 break
             }
             let timeoutMilliseconds = localJobs.isEmpty
-                ? Int32(clamping: max(0, (nextSweep - monotonicNanoseconds()) / 1_000_000 + 1)) : 0
+                ? Int32(clamping: max(0, (nextSweep - now) / 1_000_000 + 1)) : 0
             let count = events.withUnsafeMutableBytes { buffer in
                 calls.epollWait(epollFD, buffer.baseAddress, 256, timeoutMilliseconds)
             }
             if count < 0 {
                 let code = errno
                 if code != EINTR { context.log(.ioError("epoll_wait errno \(code)")) }
+                now = monotonicNanoseconds()
                 continue
             }
+            loopNow = monotonicNanoseconds()
             for index in 0..<Int(count) {
                 let event = events[index]
                 switch event.data {
@@ -269,7 +275,7 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
             }
             runLocalJobs()
             applyImmediateDeliveries(servicing: nil)
-            let now = monotonicNanoseconds()
+            now = monotonicNanoseconds()
             if now >= nextSweep {
                 sweep(now: now)
                 nextSweep = now + sweepInterval
@@ -484,7 +490,7 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
             return
         }
         updateInterest(connection)
-        updatePhase(connection, now: monotonicNanoseconds())
+        updatePhase(connection, now: loopNow)
     }
 
     private func dispatch(_ request: HTTPRequest, keepAlive: Bool, on connection: Connection) {
@@ -519,8 +525,10 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
     /// found without a lookup).
     private func applyImmediateDeliveries(servicing current: Connection?) {
         while !immediateDeliveries.isEmpty {
-            let answered = immediateDeliveries
-            immediateDeliveries.removeAll(keepingCapacity: true)
+            // Taken out whole: applying one can service a connection whose next request is
+            // answered at once, which lands in the (now empty) list and may come back here.
+            var answered: [Delivery] = []
+            swap(&answered, &immediateDeliveries)
             for delivery in answered {
                 if let current, delivery.connectionID == current.id {
                     apply(delivery, to: current, service: false)
@@ -528,11 +536,16 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
                     apply(delivery, service: true)
                 }
             }
+            // The buffer goes back for the next answers, so a request costs no allocation here.
+            answered.removeAll(keepingCapacity: true)
+            if immediateDeliveries.isEmpty { immediateDeliveries = answered }
         }
     }
 
     private func queue(_ response: HTTPResponse, on connection: Connection, headRequest: Bool, close: Bool,
                        http10KeepAlive: Bool = false) {
+        // The client's write clock starts when it is first owed bytes.
+        if connection.pendingOutputCount == 0 { connection.lastWriteProgress = loopNow }
         encoder.encode(response, headRequest: headRequest, close: close, http10KeepAlive: http10KeepAlive,
                        into: &connection.output)
         if close { connection.closeAfterFlush = true }
@@ -594,7 +607,7 @@ final class EventLoop: @unchecked Sendable { // Loop-thread state is touched onl
             switch result {
             case .transferred(let count):
                 connection.outputOffset += count
-                connection.lastWriteProgress = monotonicNanoseconds()
+                connection.lastWriteProgress = loopNow
             case .wouldBlock:
                 updateInterest(connection)
                 return true

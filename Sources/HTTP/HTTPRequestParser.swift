@@ -344,15 +344,18 @@ package struct HTTPRequestParser {
     private mutating func headComplete() -> Event? {
         let isHTTP11 = version == "HTTP/1.1"
         // One pass over the fields for the few that decide framing. A typical request carries
-        // only Host of these, so the lists below stay empty and unallocated.
-        var hosts: [String] = []
+        // only Host of these, so the lists stay empty and unallocated.
+        var host: String?
+        var hostCount = 0
         var connections: [String] = []
         var transferEncodings: [String] = []
         var contentLengths: [String] = []
         var expectation: String?
         for (name, value) in headers {
             switch FramingField(name) {
-            case .host: hosts.append(value)
+            case .host:
+                hostCount += 1
+                if host == nil { host = value }
             case .connection: connections.append(value)
             case .transferEncoding: transferEncodings.append(value)
             case .contentLength: contentLengths.append(value)
@@ -360,10 +363,10 @@ package struct HTTPRequestParser {
             case nil: continue
             }
         }
-        if isHTTP11 && hosts.isEmpty { return fail(400, "missing Host header") }
-        if hosts.count > 1 { return fail(400, "more than one Host header") }
+        if isHTTP11 && hostCount == 0 { return fail(400, "missing Host header") }
+        if hostCount > 1 { return fail(400, "more than one Host header") }
         // RFC 9112 §3.2: a Host whose value is not `uri-host [":" port]` is a 400 as well.
-        if var host = hosts.first, !host.withUTF8({ $0.allSatisfy(isHostByte) }) { return fail(400, "invalid Host header") }
+        if var host, !host.withUTF8({ $0.allSatisfy(isHostByte) }) { return fail(400, "invalid Host header") }
 
         if !connections.isEmpty {
             for token in commaSeparatedTokens(connections) {
