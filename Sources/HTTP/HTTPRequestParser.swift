@@ -1,3 +1,5 @@
+import Glibc
+
 /// Why the parser refused a request: the status the client gets, and a short reason that is
 /// safe to log and to send (it never echoes request bytes). The connection closes after it.
 package struct HTTPParseError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -240,22 +242,24 @@ package struct HTTPRequestParser {
     /// The next CRLF-terminated line. `maxLength` counts the CRLF. A bare LF is an error
     /// (RFC 9112 §2.2 allows accepting it; refusing it is the consistent, smuggling-proof choice).
     private mutating func nextLine(maxLength: Int) -> LineResult {
-        let lf = UInt8(ascii: "\n")
-        var index = max(scanIndex, readIndex)
+        let start = max(scanIndex, readIndex)
         let end = buffer.count
         let searchEnd = min(end, readIndex + maxLength)
-        while index < searchEnd {
-            if buffer[index] == lf {
-                guard index > readIndex, buffer[index - 1] == UInt8(ascii: "\r") else { return .bareLF }
-                let line = readIndex..<(index - 1)
-                readIndex = index + 1
-                scanIndex = readIndex
-                return .line(line)
-            }
-            index += 1
+        // memchr: a bearer token makes header lines long, and this runs over every byte of a head.
+        let found: Int? = start < searchEnd ? buffer.withUnsafeBufferPointer { bytes in
+            guard let base = bytes.baseAddress,
+                  let hit = memchr(base + start, Int32(UInt8(ascii: "\n")), searchEnd - start) else { return nil }
+            return base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+        } : nil
+        guard let index = found else {
+            scanIndex = max(searchEnd, start)
+            return end - readIndex >= maxLength ? .tooLong : .incomplete
         }
-        scanIndex = index
-        return end - readIndex >= maxLength ? .tooLong : .incomplete
+        guard index > readIndex, buffer[index - 1] == UInt8(ascii: "\r") else { return .bareLF }
+        let line = readIndex..<(index - 1)
+        readIndex = index + 1
+        scanIndex = readIndex
+        return .line(line)
     }
 
     // MARK: - Head
@@ -447,18 +451,14 @@ package struct HTTPRequestParser {
     }
 
     private mutating func finishRequest() -> Event {
-        let request = HTTPRequest(method: method, path: path, query: query, version: version,
-                                  headers: headers, body: body)
+        // The parts move into the request (no copy, no reference counting) and reset in passing.
+        let request = HTTPRequest(method: exchange(&method, with: ""), path: exchange(&path, with: ""),
+                                  query: exchange(&query, with: nil), version: exchange(&version, with: ""),
+                                  headers: exchange(&headers, with: HTTPHeaders()), body: exchange(&body, with: []))
         let event = Event.request(request, keepAlive: keepAlive)
         state = .requestLine
-        method = ""
-        path = ""
-        query = nil
-        version = ""
-        headers = HTTPHeaders()
         headerBytes = 0
         leadingEmptyLines = 0
-        body = []
         keepAlive = true
         expectsContinue = false
         // An idle keep-alive connection should not keep a large request's buffer alive.

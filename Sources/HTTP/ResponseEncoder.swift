@@ -35,22 +35,22 @@ struct ResponseEncoder {
             if appended == .date { hasDate = true }
         }
         if !hasDate {
-            output.append(contentsOf: Self.datePrefix)
+            Self.append("Date: ", to: &output)
             output.append(contentsOf: currentDate())
-            output.append(contentsOf: Self.lineEnd)
+            Self.append("\r\n", to: &output)
         }
         let bodyAllowed = status != 204 && status != 304
         if bodyAllowed {
-            output.append(contentsOf: Self.contentLengthPrefix)
+            Self.append("Content-Length: ", to: &output)
             Self.appendDecimal(response.body.count, to: &output)
-            output.append(contentsOf: Self.lineEnd)
+            Self.append("\r\n", to: &output)
         }
         if close {
-            output.append(contentsOf: Self.connectionClose)
+            Self.append("Connection: close\r\n", to: &output)
         } else if http10KeepAlive {
-            output.append(contentsOf: Self.connectionKeepAlive)
+            Self.append("Connection: keep-alive\r\n", to: &output)
         }
-        output.append(contentsOf: Self.lineEnd)
+        Self.append("\r\n", to: &output)
         if bodyAllowed && !headRequest { output.append(contentsOf: response.body) }
     }
 
@@ -58,11 +58,10 @@ struct ResponseEncoder {
         case appended, date, dropped
     }
 
-    private static let datePrefix = Array("Date: ".utf8)
-    private static let lineEnd = Array("\r\n".utf8)
-    private static let contentLengthPrefix = Array("Content-Length: ".utf8)
-    private static let connectionClose = Array("Connection: close\r\n".utf8)
-    private static let connectionKeepAlive = Array("Connection: keep-alive\r\n".utf8)
+    /// Straight from the literal's bytes: no array to load, retain and release per response.
+    private static func append(_ literal: StaticString, to output: inout [UInt8]) {
+        output.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
 
     /// Appends one handler field unless the server owns it or it cannot be framed safely.
     /// Works on the bytes directly: it runs for every field of every response.
@@ -85,7 +84,7 @@ struct ResponseEncoder {
         output.append(UInt8(ascii: ":"))
         output.append(UInt8(ascii: " "))
         output.append(contentsOf: value)
-        output.append(contentsOf: lineEnd)
+        append("\r\n", to: &output)
         return name.count == 4 && equalsIgnoringCase(name, "date") ? .date : .appended
     }
 

@@ -32,43 +32,58 @@ package typealias RouteHandler = @Sendable (RouteContext) async -> HTTPResponse
 /// result, a refused request); nil hands the request on to the route's `RouteHandler`.
 package typealias ImmediateRouteHandler = @Sendable (RouteContext) -> HTTPResponse?
 
-package struct Route: Sendable {
+/// A class, so that matching a request hands out a reference rather than a copy of every field.
+package final class Route: Sendable {
     enum Segment: Sendable, Hashable {
         /// The segment's UTF-8 bytes, compared byte for byte with a request's.
         case literal([UInt8])
         case parameter
     }
 
-    package var method: String
+    package let method: String
     /// A stable name for logs and metrics (never the raw path: it can carry identifiers).
-    package var name: String
-    package var authorization: RouteAuthorization
-    var segments: [Segment]
-    var handler: RouteHandler
-    var immediate: ImmediateRouteHandler?
+    package let name: String
+    package let authorization: RouteAuthorization
+    let segments: [Segment]
+    let handler: RouteHandler
+    let immediate: ImmediateRouteHandler?
     /// Its index in the `Router` that holds it (per-route state, such as its metrics, is kept
-    /// by that index).
-    package internal(set) var position = 0
+    /// by that index); 0 until a router placed it.
+    package let position: Int
 
     /// `template` like `/banking/d1/v1/issuers/{issuerId}/consumers/{consumerId}/authentication`.
     /// `immediate` (never blocking, never waiting) is tried first on the event-loop thread.
-    package init(_ method: String, _ template: String, name: String, authorization: RouteAuthorization = .none,
-                 immediate: ImmediateRouteHandler? = nil, handler: @escaping RouteHandler) {
-        self.method = method
-        self.name = name
-        self.authorization = authorization
-        self.segments = template.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map {
-            $0.hasPrefix("{") && $0.hasSuffix("}") ? .parameter : .literal(Array($0.utf8))
-        }
-        self.handler = handler
-        self.immediate = immediate
+    package convenience init(_ method: String, _ template: String, name: String, authorization: RouteAuthorization = .none,
+                             immediate: ImmediateRouteHandler? = nil, handler: @escaping RouteHandler) {
+        self.init(method: method, name: name, authorization: authorization,
+                  segments: template.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map {
+                      $0.hasPrefix("{") && $0.hasSuffix("}") ? .parameter : .literal(Array($0.utf8))
+                  },
+                  handler: handler, immediate: immediate, position: 0)
     }
 
     /// A route that always answers at once on the event-loop thread.
-    package init(_ method: String, _ template: String, name: String, authorization: RouteAuthorization = .none,
-                 synchronous: @escaping @Sendable (RouteContext) -> HTTPResponse) {
+    package convenience init(_ method: String, _ template: String, name: String, authorization: RouteAuthorization = .none,
+                             synchronous: @escaping @Sendable (RouteContext) -> HTTPResponse) {
         self.init(method, template, name: name, authorization: authorization, immediate: synchronous,
                   handler: { synchronous($0) })
+    }
+
+    private init(method: String, name: String, authorization: RouteAuthorization, segments: [Segment],
+                 handler: @escaping RouteHandler, immediate: ImmediateRouteHandler?, position: Int) {
+        self.method = method
+        self.name = name
+        self.authorization = authorization
+        self.segments = segments
+        self.handler = handler
+        self.immediate = immediate
+        self.position = position
+    }
+
+    /// The same route at `position` in a router.
+    func placed(at position: Int) -> Route {
+        Route(method: method, name: name, authorization: authorization, segments: segments, handler: handler,
+              immediate: immediate, position: position)
     }
 }
 
@@ -85,11 +100,7 @@ package struct Router: Sendable {
     package let routes: [Route]
 
     package init(_ routes: [Route]) {
-        self.routes = routes.enumerated().map { index, route in
-            var route = route
-            route.position = index
-            return route
-        }
+        self.routes = routes.enumerated().map { index, route in route.placed(at: index) }
     }
 
     /// Runs for every request: the path's segments are found in place (their bounds on the
