@@ -14,6 +14,8 @@ package struct HTTPHeaders: Sendable, Sequence {
     }
 
     package mutating func add(_ name: String, _ value: String) {
+        // One allocation for a typical message's fields, instead of regrowing at 1, 2, 4.
+        if fields.capacity == 0 { fields.reserveCapacity(8) }
         fields.append((name: name, value: value))
     }
 

@@ -278,7 +278,8 @@ package struct HTTPRequestParser {
             return HTTPParseError(400, "malformed request line")
         }
         let targetRange = afterMethod.lowerBound..<secondSpace
-        guard !targetRange.isEmpty, buffer[targetRange].allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+        guard !targetRange.isEmpty,
+              buffer.withUnsafeBufferPointer({ UnsafeBufferPointer(rebasing: $0[targetRange]).allSatisfy { $0 > 0x20 && $0 < 0x7F } }) else {
             return HTTPParseError(400, "malformed request target")
         }
         // Only origin-form (RFC 9112 §3.2.1): no absolute-form, authority-form or "*".
@@ -313,34 +314,45 @@ package struct HTTPRequestParser {
 
     /// `keep: false` checks the line's syntax only (trailer fields, which are discarded).
     private mutating func parseHeaderLine(_ range: Range<Int>, keep: Bool) -> HTTPParseError? {
-        let first = buffer[range.lowerBound]
-        // obs-fold (RFC 9112 §5.2): a server may reject it; we do.
-        if first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
-            return HTTPParseError(400, "obsolete line folding")
+        // On the raw bytes, without bounds checks per byte: a bearer token makes header lines the
+        // longest part of most requests.
+        let parsed: Result<(name: Range<Int>, value: Range<Int>), HTTPParseError> = buffer.withUnsafeBufferPointer { bytes in
+            let line = UnsafeBufferPointer(rebasing: bytes[range])
+            // obs-fold (RFC 9112 §5.2): a server may reject it; we do.
+            if line[0] == UInt8(ascii: " ") || line[0] == UInt8(ascii: "\t") {
+                return .failure(HTTPParseError(400, "obsolete line folding"))
+            }
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else {
+                return .failure(HTTPParseError(400, "header line without a colon"))
+            }
+            // No whitespace between name and colon (RFC 9112 §5.1): a space is not a token byte.
+            guard colon > 0, UnsafeBufferPointer(rebasing: line[..<colon]).allSatisfy(isTokenByte) else {
+                return .failure(HTTPParseError(400, "malformed header name"))
+            }
+            var valueStart = colon + 1
+            var valueEnd = line.count
+            while valueStart < valueEnd, isOptionalWhitespace(line[valueStart]) { valueStart += 1 }
+            while valueEnd > valueStart, isOptionalWhitespace(line[valueEnd - 1]) { valueEnd -= 1 }
+            // field-value: VCHAR, SP, HTAB, obs-text; no other control bytes (RFC 9110 §5.5).
+            for byte in UnsafeBufferPointer(rebasing: line[valueStart..<valueEnd])
+            where (byte < 0x20 && byte != 0x09) || byte == 0x7F {
+                return .failure(HTTPParseError(400, "control character in header value"))
+            }
+            let base = range.lowerBound
+            return .success((base..<(base + colon), (base + valueStart)..<(base + valueEnd)))
         }
-        guard let colon = buffer[range].firstIndex(of: UInt8(ascii: ":")) else {
-            return HTTPParseError(400, "header line without a colon")
+        switch parsed {
+        case .failure(let error):
+            return error
+        case .success(let field):
+            guard keep else { return nil }
+            guard headers.count < limits.maxHeaderCount else {
+                return HTTPParseError(431, "too many header fields")
+            }
+            headers.add(String(decoding: buffer[field.name], as: UTF8.self),
+                        String(decoding: buffer[field.value], as: UTF8.self))
+            return nil
         }
-        let nameRange = range.lowerBound..<colon
-        // No whitespace between name and colon (RFC 9112 §5.1): a space is not a token byte.
-        guard !nameRange.isEmpty, buffer[nameRange].allSatisfy(isTokenByte) else {
-            return HTTPParseError(400, "malformed header name")
-        }
-        var valueStart = colon + 1
-        var valueEnd = range.upperBound
-        while valueStart < valueEnd, isOptionalWhitespace(buffer[valueStart]) { valueStart += 1 }
-        while valueEnd > valueStart, isOptionalWhitespace(buffer[valueEnd - 1]) { valueEnd -= 1 }
-        // field-value: VCHAR, SP, HTAB, obs-text; no other control bytes (RFC 9110 §5.5).
-        for byte in buffer[valueStart..<valueEnd] where (byte < 0x20 && byte != 0x09) || byte == 0x7F {
-            return HTTPParseError(400, "control character in header value")
-        }
-        guard keep else { return nil }
-        guard headers.count < limits.maxHeaderCount else {
-            return HTTPParseError(431, "too many header fields")
-        }
-        headers.add(String(decoding: buffer[nameRange], as: UTF8.self),
-                    String(decoding: buffer[valueStart..<valueEnd], as: UTF8.self))
-        return nil
     }
 
     /// Decides the framing (RFC 9112 §6.3) once the head is complete. Returns an event to report

@@ -98,9 +98,35 @@ package enum RouteMatch: Sendable {
 
 package struct Router: Sendable {
     package let routes: [Route]
+    /// Every route's segments, flattened so that matching touches no reference-counted value:
+    /// route `p` has `segmentCounts[p]` entries from `firstSegment[p]` in `segmentSpans`, each a
+    /// literal's bytes in `literalBytes` (start, count) or a parameter (count -1).
+    private let segmentCounts: [Int]
+    private let firstSegment: [Int]
+    private let segmentSpans: [(start: Int, count: Int)]
+    private let literalBytes: [UInt8]
 
     package init(_ routes: [Route]) {
         self.routes = routes.enumerated().map { index, route in route.placed(at: index) }
+        segmentCounts = routes.map(\.segments.count)
+        var firstSegment: [Int] = []
+        var spans: [(start: Int, count: Int)] = []
+        var bytes: [UInt8] = []
+        for route in routes {
+            firstSegment.append(spans.count)
+            for segment in route.segments {
+                switch segment {
+                case .literal(let literal):
+                    spans.append((bytes.count, literal.count))
+                    bytes.append(contentsOf: literal)
+                case .parameter:
+                    spans.append((0, -1))
+                }
+            }
+        }
+        self.firstSegment = firstSegment
+        segmentSpans = spans
+        literalBytes = bytes
     }
 
     /// Runs for every request: the path's segments are found in place (their bounds on the
@@ -125,12 +151,17 @@ package struct Router: Sendable {
                 }
                 bounds.initializeElement(at: segment, to: start..<bytes.count)
                 if escaped {
-                    var decoded: [[UInt8]] = []
+                    // Decoded segments side by side in one buffer.
+                    var decoded: [UInt8] = []
+                    var ranges: [Range<Int>] = []
                     for range in bounds {
                         guard let text = PercentDecoding.decode(UnsafeBufferPointer(rebasing: bytes[range])) else { return .badPath }
-                        decoded.append(Array(text.utf8))
+                        ranges.append(decoded.count..<(decoded.count + text.utf8.count))
+                        decoded.append(contentsOf: text.utf8)
                     }
-                    return match(method: method, count: count) { decoded[$0][...] }
+                    return decoded.withUnsafeBufferPointer { decodedBytes in
+                        match(method: method, count: count) { UnsafeBufferPointer(rebasing: decodedBytes[ranges[$0]]) }
+                    }
                 }
                 // `path` is valid UTF-8 and `/` is ASCII, so every segment is too.
                 return match(method: method, count: count) { UnsafeBufferPointer(rebasing: bytes[bounds[$0]]) }
@@ -138,32 +169,37 @@ package struct Router: Sendable {
         }
     }
 
-    private func match<Segment: Collection<UInt8>>(method: String, count: Int, segment: (Int) -> Segment) -> RouteMatch {
+    private func match(method: String, count: Int, segment: (Int) -> UnsafeBufferPointer<UInt8>) -> RouteMatch {
         var allowed: [String] = []
-        // By position, so that only a matching route is copied out of the table.
-        for position in routes.indices where routes[position].segments.count == count {
-            let segments = routes[position].segments
-            var matches = true
-            for index in 0..<count {
-                switch segments[index] {
-                case .literal(let literal):
-                    let candidate = segment(index)
-                    matches = literal.count == candidate.count && literal.elementsEqual(candidate)
-                // An empty segment is another path (`/a/1/b/` is not `/a/1/b/{y}`).
-                case .parameter: matches = !segment(index).isEmpty
+        for position in routes.indices where segmentCounts[position] == count {
+            let first = firstSegment[position]
+            let matches = literalBytes.withUnsafeBufferPointer { literals in
+                segmentSpans.withUnsafeBufferPointer { spans in
+                    for index in 0..<count {
+                        let span = spans[first + index]
+                        let candidate = segment(index)
+                        if span.count < 0 {
+                            // An empty segment is another path (`/a/1/b/` is not `/a/1/b/{y}`).
+                            if candidate.isEmpty { return false }
+                        } else if span.count != candidate.count
+                                    || !UnsafeBufferPointer(rebasing: literals[span.start..<(span.start + span.count)]).elementsEqual(candidate) {
+                            return false
+                        }
+                    }
+                    return true
                 }
-                if !matches { break }
             }
             guard matches else { continue }
-            let routeMethod = routes[position].method
-            if routeMethod == method {
+            let route = routes[position]
+            if route.method == method {
                 var parameters: [String] = []
-                for index in 0..<count where segments[index] == .parameter {
+                parameters.reserveCapacity(count)
+                for index in 0..<count where segmentSpans[first + index].count < 0 {
                     parameters.append(String(decoding: segment(index), as: UTF8.self))
                 }
-                return .found(routes[position], parameters: parameters)
+                return .found(route, parameters: parameters)
             }
-            if !allowed.contains(routeMethod) { allowed.append(routeMethod) }
+            if !allowed.contains(route.method) { allowed.append(route.method) }
         }
         return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
     }
