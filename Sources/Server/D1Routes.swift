@@ -1,6 +1,7 @@
 package import Engine
 import HTTP
 import JSON
+import Synchronization
 
 /// D1's outbound API (D1 → issuer), ../shared/d1-contract/.
 package struct D1Routes: Sendable {
@@ -123,16 +124,34 @@ package struct D1Routes: Sendable {
             (state, Responses.json(200, [("authenticationStatus", .string(state.rawValue))]))
         })
 
+    /// Final answers with a reason, serialised once each: a final state never changes, its
+    /// reasons come from a short list, and D1 polls each authentication until it sees one.
+    /// Bounded: past the limit an answer is serialised each time.
+    private static let reasonResponses = Mutex<[ReasonKey: HTTPResponse]>([:])
+    private static let reasonResponseLimit = 256
+
+    private struct ReasonKey: Hashable {
+        var state: AuthenticationState
+        var reason: String
+    }
+
     static func pollResponse(_ answer: PollAnswer) -> HTTPResponse {
         switch answer {
         case .notFound:
             return Responses.notFound()
         case .status(let status, _):
-            let hasReason = status.reason != nil && (status.state == .authenticationFailed || status.state == .technicalError)
-            if !hasReason, let ready = plainStatusResponses[status.state] { return ready }
-            var members: [(String, JSONValue)] = [("authenticationStatus", .string(status.state.rawValue))]
-            if hasReason, let reason = status.reason { members.append(("reason", .string(reason))) }
-            return Responses.json(200, members)
+            guard let reason = status.reason, status.state == .authenticationFailed || status.state == .technicalError else {
+                if let ready = plainStatusResponses[status.state] { return ready }
+                return Responses.json(200, [("authenticationStatus", .string(status.state.rawValue))])
+            }
+            let key = ReasonKey(state: status.state, reason: reason)
+            if let ready = reasonResponses.withLock({ $0[key] }) { return ready }
+            let response = Responses.json(200, [("authenticationStatus", .string(status.state.rawValue)),
+                                                ("reason", .string(reason))])
+            reasonResponses.withLock { responses in
+                if responses.count < reasonResponseLimit { responses[key] = response }
+            }
+            return response
         }
     }
 }
