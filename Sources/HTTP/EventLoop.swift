@@ -36,7 +36,7 @@ final class ServerContext: Sendable {
 /// One client connection; touched only by its loop's thread.
 ///
 /// Its state and the loop's own are `@exclusivity(unchecked)`: only the loop's thread touches
-/// them, and no access overlaps another (the loop copies a list before it acts on it, and never
+/// them, and no access overlaps another (the loop takes a list out before it acts on it, and never
 /// hands out an `inout` to this state across a call that could come back to it). The dynamic
 /// checks cost about a tenth of a request's CPU on the trivial route (issue 8's benchmark).
 final class Connection {

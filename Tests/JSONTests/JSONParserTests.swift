@@ -136,6 +136,15 @@ struct JSONWriterTests {
         #expect(value.serializedString() == #""a\"b\\c\n\u0001\u2028é""#)
     }
 
+    /// The writer copies unescaped runs whole: escapes at either end, next to each other, and
+    /// the other three-byte characters that start with E2 (only U+2028 and U+2029 are escaped).
+    @Test func escapesAtRunBoundaries() {
+        #expect(JSONValue.string("\u{7F}\t\r").serializedString() == #""\u007f\t\r""#)
+        #expect(JSONValue.string("€\u{2027}x\u{2029}").serializedString() == "\"€\u{2027}x\\u2029\"")
+        #expect(JSONValue.string("").serializedString() == #""""#)
+        #expect(JSONValue.string("plain text").serializedString() == #""plain text""#)
+    }
+
     @Test func keepsMemberOrder() {
         let object = JSONValue.object(JSONObject([("z", 1), ("a", "x"), ("m", .array([true, nil]))]))
         #expect(object.serializedString() == #"{"z":1,"a":"x","m":[true,null]}"#)
