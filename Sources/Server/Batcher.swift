@@ -16,6 +16,8 @@ package final class Batcher<Item: Sendable, Output: Sendable>: Sendable {
     private struct Waiter {
         var item: Item
         var key: String?
+        /// Monotonic nanoseconds, for `oob_db_batch_queue_seconds`.
+        var submittedAt: UInt64
         var continuation: CheckedContinuation<Output, any Error>
     }
 
@@ -29,22 +31,26 @@ package final class Batcher<Item: Sendable, Output: Sendable>: Sendable {
     private let maxBatch: Int
     private let key: (@Sendable (Item) -> String)?
     private let run: Run
+    private let metrics: BatchMetrics?
     private let state = Mutex(State())
 
+    /// `metrics`: where each statement's size and times are recorded (none in unit tests).
     package init(pool: PostgresPool, maxInFlight: Int, maxBatch: Int, key: (@Sendable (Item) -> String)? = nil,
-                 run: @escaping Run) {
+                 metrics: BatchMetrics? = nil, run: @escaping Run) {
         self.pool = pool
         self.maxInFlight = max(1, maxInFlight)
         self.maxBatch = max(1, maxBatch)
         self.key = key
         self.run = run
+        self.metrics = metrics
     }
 
     package func submit(_ item: Item) async throws -> Output {
         let itemKey = key?(item)
+        let submittedAt = PostgresNotificationListener.monotonicNanoseconds()
         return try await withCheckedThrowingContinuation { continuation in
             let launch = state.withLock { state -> Bool in
-                state.queue.append(Waiter(item: item, key: itemKey, continuation: continuation))
+                state.queue.append(Waiter(item: item, key: itemKey, submittedAt: submittedAt, continuation: continuation))
                 guard state.inFlight < maxInFlight else { return false }
                 state.inFlight += 1
                 return true
@@ -106,15 +112,19 @@ package final class Batcher<Item: Sendable, Output: Sendable>: Sendable {
 
     private func drain(_ connection: PostgresConnection) {
         while let batch = nextBatch() {
-            do {
-                let results = try runRetryingRollbacks(batch.map(\.item), connection)
+            let sentAt = PostgresNotificationListener.monotonicNanoseconds()
+            let outcome = Result { try runRetryingRollbacks(batch.map(\.item), connection) }
+            metrics?.record(submittedAt: batch.lazy.map(\.submittedAt), sentAt: sentAt,
+                            committedAt: PostgresNotificationListener.monotonicNanoseconds())
+            switch outcome {
+            case .success(let results):
                 for (waiter, result) in zip(batch, results) { waiter.continuation.resume(with: result) }
                 if results.count < batch.count {
                     for waiter in batch[results.count...] {
                         waiter.continuation.resume(throwing: StoreError.inconsistent("batch answered fewer items"))
                     }
                 }
-            } catch {
+            case .failure(let error):
                 for waiter in batch { waiter.continuation.resume(throwing: error) }
             }
         }

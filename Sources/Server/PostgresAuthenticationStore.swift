@@ -51,14 +51,17 @@ package struct PostgresAuthenticationStore: AuthenticationStore {
         self.pool = pool
         self.cache = cache
         creates = Batcher(pool: pool, maxInFlight: createsInFlight, maxBatch: maxBatch,
-                          key: { $0.issuerId + "/" + $0.request.authenticationId }) { items, connection in
+                          key: { $0.issuerId + "/" + $0.request.authenticationId },
+                          metrics: BatchMetrics(kind: "create")) { items, connection in
             try Self.createBatch(items, on: connection, cache: cache)
         }
-        finds = Batcher(pool: pool, maxInFlight: findsInFlight, maxBatch: maxBatch) { items, connection in
+        finds = Batcher(pool: pool, maxInFlight: findsInFlight, maxBatch: maxBatch,
+                        metrics: BatchMetrics(kind: "find")) { items, connection in
             try Self.findBatch(items, on: connection, cache: cache)
         }
         decisions = Batcher(pool: pool, maxInFlight: decisionsInFlight, maxBatch: maxBatch,
-                            key: { $0.request.issuerId + "/" + $0.request.authenticationId }) { items, connection in
+                            key: { $0.request.issuerId + "/" + $0.request.authenticationId },
+                            metrics: BatchMetrics(kind: "decision")) { items, connection in
             try Self.decideBatch(items, on: connection, cache: cache)
         }
     }

@@ -122,7 +122,8 @@ import Testing
             ("oob_db_pool_acquire_timeouts", "counter"), ("oob_process_uptime_seconds", "gauge"),
             ("oob_process_resident_memory_bytes", "gauge"), ("oob_poll_cache_hits", "counter"),
             ("oob_poll_cache_records", "gauge"), ("oob_poll_cache_invalidations", "counter"),
-            ("oob_poll_cache_listener_connected", "gauge"),
+            ("oob_poll_cache_listener_connected", "gauge"), ("oob_db_batch_rows", "histogram"),
+            ("oob_db_batch_seconds", "histogram"), ("oob_db_batch_queue_seconds", "histogram"),
         ]
         for (name, type) in expected {
             // The parser names a counter's family without `_total`.
@@ -251,6 +252,14 @@ import Testing
             #expect(delta("oob_timers_fired_total") >= 1)
             #expect(delta("oob_timer_lateness_seconds_count") == delta("oob_timers_fired_total"))
         }
+        // Every Authenticate went through the group commit once, as one row of a statement.
+        #expect(delta("oob_db_batch_rows_sum", ["kind": "create"]) == 4)
+        #expect(delta("oob_db_batch_queue_seconds_count", ["kind": "create"]) == 4)
+        let createStatements = delta("oob_db_batch_seconds_count", ["kind": "create"])
+        #expect(createStatements >= 1 && createStatements <= 4)
+        #expect(delta("oob_db_batch_rows_count", ["kind": "create"]) == createStatements)
+        // A decision refused from memory (the challenge already ended) sends no statement.
+        #expect(delta("oob_db_batch_rows_sum", ["kind": "decision"]) == 1 || decision.status != 200)
         // Requests share pooled statements under load (group commit): at least one acquisition.
         #expect(delta("oob_db_pool_acquire_wait_seconds_count") >= 1)
         #expect(after.value("oob_database_up") == 1)

@@ -126,7 +126,12 @@ def instructions_per_request():
 
 def count_instructions():
     seed_pending("ins-", 1000, "AUTHENTICATION_FAILED")
-    directory = tempfile.mkdtemp(prefix="callgrind-", dir=os.path.join(ROOT, ".tmp"))
+    # OOB_BENCH_CALLGRIND_DIR keeps the profiles (callgrind.out.1: the trivial route,
+    # .2: the cached poll) for callgrind_annotate; otherwise they are thrown away.
+    keep = os.environ.get("OOB_BENCH_CALLGRIND_DIR")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+    directory = keep or tempfile.mkdtemp(prefix="callgrind-", dir=os.path.join(ROOT, ".tmp"))
     out = os.path.join(directory, "callgrind.out")
     engine = Engine(prefix=["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=" + out],
                     ready_seconds=300)
@@ -173,7 +178,8 @@ def count_instructions():
         return results
     finally:
         engine.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def nginx_trivial_route():
