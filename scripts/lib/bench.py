@@ -250,6 +250,108 @@ def cached_records(engine):
     return None
 
 
+# The group commit's statements each scenario sends (oob_db_batch_* kinds), and its routes.
+BATCH_KINDS = {"authenticate": ["create"], "poll": ["find"], "decision": ["decision"], "mix": ["create", "find", "decision"]}
+SCENARIO_ROUTES = {"authenticate": ["d1.authenticate"], "poll": ["d1.authentication-result"], "decision": ["app.decision"],
+                   "mix": ["d1.authenticate", "d1.authentication-result", "app.decision"]}
+
+
+def batch_histograms(engine):
+    """The engine's group-commit histograms and its API routes' durations:
+    {(family, kind or route): {"buckets": [(le, cumulative)], "sum", "count"}}."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % engine.ops, timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    pattern = (r'^(oob_db_batch_\w+?|oob_http_request_duration_seconds)_(bucket|sum|count)'
+               r'\{(?:kind|listener="api",route)="([\w.-]+)"(?:,le="([^"]+)")?\} (\S+)$')
+    for m in re.finditer(pattern, text, re.M):
+        family, part, kind, le, value = m.groups()
+        entry = out.setdefault((family, kind), {"buckets": [], "sum": 0.0, "count": 0.0})
+        if part == "bucket":
+            entry["buckets"].append((float(le), float(value)))
+        else:
+            entry[part] = float(value)
+    return out
+
+
+def database_activity():
+    """Counters of PostgreSQL's own work so far: checkpoints, WAL records, full-page images, bytes, syncs."""
+    row = psql("select checkpoints_timed + checkpoints_req, wal_records, wal_fpi, wal_bytes, wal_sync"
+               " from pg_stat_bgwriter, pg_stat_wal").split("|")
+    return dict(zip(["checkpoints", "wal_records", "wal_fpi", "wal_bytes", "wal_sync"], (float(x) for x in row)))
+
+
+def histogram_quantile(buckets, fraction):
+    """The upper bound of the bucket holding the fraction-th observation (a bound, not an estimate)."""
+    total = buckets[-1][1] if buckets else 0
+    for le, cumulative in buckets:
+        if total and cumulative >= fraction * total:
+            return le
+    return None
+
+
+def where_the_time_went(scenario, before, after, db_before, db_after, seconds):
+    """What the engine and PostgreSQL did during a latency run: the share of the scenario's
+    requests the engine itself took over 5, 10 and 25 ms to answer; per kind of group-commit
+    statement, how many, how full, the time from sending one to its commit (p50, p99, share over
+    10 ms) and each request's wait for its statement to be sent; and the database's checkpoints,
+    WAL volume, full-page images and WAL syncs. Quantiles are bucket bounds ("at most")."""
+    def delta(family, kind):
+        a, b = after.get((family, kind)), before.get((family, kind), {"buckets": [], "sum": 0.0, "count": 0.0})
+        if not a:
+            return None
+        earlier = dict(b["buckets"])
+        return {"buckets": [(le, c - earlier.get(le, 0.0)) for le, c in a["buckets"]],
+                "sum": a["sum"] - b["sum"], "count": a["count"] - b["count"]}
+    def over(h, bound):
+        within = dict(h["buckets"]).get(bound, 0.0)
+        return (h["count"] - within) / h["count"] if h["count"] else None
+    # The engine's own clock, from a request's arrival to its answer: what wrk measures
+    # beyond this is spent before the engine reads the request or after it sends the answer.
+    routes = {}
+    for route in SCENARIO_ROUTES[scenario]:
+        duration = delta("oob_http_request_duration_seconds", route)
+        if duration and duration["count"]:
+            routes[route] = {"requests": int(duration["count"]), "over_5_ms": round(over(duration, 0.005), 4),
+                             "over_10_ms": round(over(duration, 0.01), 4), "over_25_ms": round(over(duration, 0.025), 4)}
+    kinds = {}
+    for kind in BATCH_KINDS[scenario]:
+        rows, commit, queue = (delta("oob_db_batch_rows", kind), delta("oob_db_batch_seconds", kind),
+                               delta("oob_db_batch_queue_seconds", kind))
+        if not rows or not rows["count"]:
+            continue
+        kinds[kind] = {
+            "statements_per_s": round(rows["count"] / seconds, 1), "rows_per_statement": round(rows["sum"] / rows["count"], 1),
+            "statement_p50_ms_at_most": 1000 * histogram_quantile(commit["buckets"], 0.5),
+            "statement_p99_ms_at_most": 1000 * histogram_quantile(commit["buckets"], 0.99),
+            "statements_over_10_ms": round(over(commit, 0.01), 4),
+            "statement_mean_ms": round(1000 * commit["sum"] / commit["count"], 2),
+            "queue_p99_ms_at_most": 1000 * histogram_quantile(queue["buckets"], 0.99),
+            "requests_queued_over_10_ms": round(over(queue, 0.01), 4),
+        }
+    d = {k: db_after[k] - db_before[k] for k in db_after}
+    database = {"checkpoints": int(d["checkpoints"]), "wal_mb_per_s": round(d["wal_bytes"] / seconds / 1e6, 1),
+                "full_page_image_share_of_wal_records": round(d["wal_fpi"] / d["wal_records"], 3) if d["wal_records"] else None,
+                "wal_syncs_per_s": round(d["wal_sync"] / seconds)}
+    return {"engine_request_duration": routes, "group_commit": kinds, "database": database}
+
+
+def describe_time(scenario, breakdown):
+    parts = ["%s answered by the engine over 10 ms: %.2f %% (over 25 ms: %.2f %%)" % (route, 100 * r["over_10_ms"], 100 * r["over_25_ms"])
+             for route, r in breakdown.get("engine_request_duration", {}).items()]
+    parts += ["%s: %.0f statements/s of %.1f rows, send to commit p50 <= %g ms p99 <= %g ms (%.1f %% over 10 ms),"
+             " wait to be sent p99 <= %g ms (%.1f %% of requests over 10 ms)" % (
+                 kind, k["statements_per_s"], k["rows_per_statement"], k["statement_p50_ms_at_most"], k["statement_p99_ms_at_most"],
+                 100 * k["statements_over_10_ms"], k["queue_p99_ms_at_most"], 100 * k["requests_queued_over_10_ms"])
+             for kind, k in breakdown["group_commit"].items()]
+    db = breakdown["database"]
+    parts.append("PostgreSQL: %d checkpoints, %.1f MB of WAL/s (%s full-page images), %d WAL syncs/s" % (
+        db["checkpoints"], db["wal_mb_per_s"],
+        "%.0f %% of records" % (100 * db["full_page_image_share_of_wal_records"]) if db["full_page_image_share_of_wal_records"] is not None else "no",
+        db["wal_syncs_per_s"]))
+    log("%-12s during the latency run: %s" % (scenario, "; ".join(parts)))
+
+
 def seed_pending(prefix, count, state="PENDING"):
     reason = "NULL" if state in ("PENDING", "AUTHENTICATED") else "'expired'"
     psql("""insert into authentications (issuer_id, authentication_id, consumer_id, card_id, pan_suffix, acs_transaction_id,
@@ -517,7 +619,16 @@ def main():
             # middle of the next ten seconds (seen on 2026-12-02: a p99 went from about 9 ms to
             # 29.75 ms while both tables were auto-vacuumed and analysed during it).
             vacuum_tables()
-            return paced_run(pause_ms, PACED_SECONDS, tag)
+            histograms, activity = batch_histograms(engine), database_activity()
+            measured = paced_run(pause_ms, PACED_SECONDS, tag)
+            try:
+                measured["where_the_time_went"] = where_the_time_went(
+                    scenario, histograms, batch_histograms(engine), activity, database_activity(), PACED_SECONDS)
+                describe_time(scenario, measured["where_the_time_went"])
+            except Exception as error:
+                # A side measurement: the run counts without it.
+                log("%-12s where the time went: not measured (%s)" % (scenario, error))
+            return measured
         def paced_run(pause_ms, seconds=None, tag=""):
             return wrk("paced.lua", api, connections, [prefix + tag, d1, ISSUER, "bench-consumer", str(threads), "20000", app,
                                                        "%.3f" % pause_ms, scenario], seconds)
@@ -580,17 +691,29 @@ def main():
         # connection count of that peak, on freshly vacuumed tables like the engine's run.
         pgbench_level = max(runs, key=lambda r: r["pgbench"]["tps"])
         vacuum_tables()
+        activity = database_activity()
         reference_paced = pgbench_paced(reference_files(scenario), pgbench_level["pgbench_connections"], 0.7 * pgbench_peak)
+        try:
+            # Over the whole pgbench run (its first seconds included), for comparison with the engine's.
+            reference_paced["database"] = where_the_time_went(scenario, {}, {}, activity, database_activity(),
+                                                              PACED_SECONDS + PGBENCH_PACED_WARMUP)["database"]
+        except Exception as error:
+            log("%-12s pgbench's database activity: not measured (%s)" % (scenario, error))
         log("%-12s pgbench alone at 70%% of its peak (%.0f/s offered, %d connections): %.0f/s, p50 %.2f ms p99 %.2f ms"
             " (service time p50 %.2f ms p99 %.2f ms)" % (
             scenario, 0.7 * pgbench_peak, reference_paced["connections"], reference_paced["rps"] or 0, reference_paced["p50_ms"],
             reference_paced["p99_ms"], reference_paced["service_p50_ms"], reference_paced["service_p99_ms"]))
+        if reference_paced.get("database"):
+            db = reference_paced["database"]
+            log("%-12s pgbench alone, PostgreSQL: %d checkpoints, %.1f MB of WAL/s, %d WAL syncs/s" % (
+                scenario, db["checkpoints"], db["wal_mb_per_s"], db["wal_syncs_per_s"]))
         results["peaks"][scenario] = {
             "engine_rps": engine_peak, "pgbench_tps": pgbench_peak, "ratio": engine_peak / pgbench_peak if pgbench_peak else None,
             "target_ratio": TARGET_RATIOS[scenario],
             "at_70_percent": {"offered_target_rps": round(target), "connections": connections, "pause_ms": round(pause_ms, 3),
                               "rps": paced["rps"], "fraction_of_peak": paced["rps"] / engine_peak if engine_peak else None,
                               "p50_ms": paced["p50_ms"], "p99_ms": paced["p99_ms"], "errors": paced["errors"],
+                              "where_the_time_went": paced.get("where_the_time_went"),
                               "calibration": [{"pause_ms": round(p, 3), "rps": r} for p, r in probes],
                               "runs_off_target": attempts},
             "pgbench_at_70_percent": reference_paced,
@@ -617,6 +740,18 @@ def main():
         print("%-14s %12.0f %12.0f %7.2f %7.1f %14.0f %9.2f %9.2f | %8.0f %8.2f %8.2f" % (
               scenario, peak["engine_rps"], peak["pgbench_tps"], peak["ratio"] or 0, peak["target_ratio"], paced["rps"],
               paced["p50_ms"] or 0, paced["p99_ms"] or 0, reference["rps"] or 0, reference["p50_ms"], reference["p99_ms"]))
+    print()
+    print("At about 70 %: requests the engine itself took over 10 ms to answer (its own clock, arrival to answer), and the group commit")
+    for scenario, peak in results["peaks"].items():
+        breakdown = peak["at_70_percent"].get("where_the_time_went")
+        if not breakdown:
+            continue
+        routes = ", ".join("%s %.2f %%" % (route, 100 * r["over_10_ms"])
+                           for route, r in breakdown.get("engine_request_duration", {}).items())
+        kinds = ", ".join("%s %.1f rows, commit p99 <= %g ms" % (kind, k["rows_per_statement"], k["statement_p99_ms_at_most"])
+                          for kind, k in breakdown["group_commit"].items())
+        print("%-14s wrk p99 %6.2f ms | engine over 10 ms: %s | %s" % (scenario, peak["at_70_percent"]["p99_ms"] or 0, routes,
+                                                                      kinds or "no statements"))
     nginx = results["http_trivial_route_nginx"]
     print("HTTP trivial route (64 connections): %.0f requests/s%s" % (
         results["http_trivial_route"]["rps"], "; nginx on the same route: %.0f requests/s" % nginx["rps"] if nginx else ""))
