@@ -281,6 +281,15 @@ def database_activity():
     return dict(zip(["checkpoints", "wal_records", "wal_fpi", "wal_bytes", "wal_sync"], (float(x) for x in row)))
 
 
+def machine_activity():
+    """This machine's CPU time so far (/proc/stat, all cores): user+nice, system+irq+softirq, idle,
+    iowait, and steal (time the hypervisor gave this VM's virtual CPUs to something else)."""
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return {"busy": user + nice + system + irq + softirq, "idle": idle, "iowait": iowait, "steal": steal}
+
+
 def histogram_quantile(buckets, fraction):
     """The upper bound of the bucket holding the fraction-th observation (a bound, not an estimate)."""
     total = buckets[-1][1] if buckets else 0
@@ -290,7 +299,7 @@ def histogram_quantile(buckets, fraction):
     return None
 
 
-def where_the_time_went(scenario, before, after, db_before, db_after, seconds):
+def where_the_time_went(scenario, before, after, db_before, db_after, seconds, cpu_before=None, cpu_after=None):
     """What the engine and PostgreSQL did during a latency run: the share of the scenario's
     requests the engine itself took over 5, 10 and 25 ms to answer; per kind of group-commit
     statement, how many, how full, the time from sending one to its commit (p50, p99, share over
@@ -333,7 +342,12 @@ def where_the_time_went(scenario, before, after, db_before, db_after, seconds):
     database = {"checkpoints": int(d["checkpoints"]), "wal_mb_per_s": round(d["wal_bytes"] / seconds / 1e6, 1),
                 "full_page_image_share_of_wal_records": round(d["wal_fpi"] / d["wal_records"], 3) if d["wal_records"] else None,
                 "wal_syncs_per_s": round(d["wal_sync"] / seconds)}
-    return {"engine_request_duration": routes, "group_commit": kinds, "database": database}
+    machine = None
+    if cpu_before and cpu_after:
+        c = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
+        total = sum(c.values())
+        machine = {k + "_share": round(v / total, 4) if total else None for k, v in c.items()}
+    return {"engine_request_duration": routes, "group_commit": kinds, "database": database, "cpu": machine}
 
 
 def describe_time(scenario, breakdown):
@@ -349,6 +363,10 @@ def describe_time(scenario, breakdown):
         db["checkpoints"], db["wal_mb_per_s"],
         "%.0f %% of records" % (100 * db["full_page_image_share_of_wal_records"]) if db["full_page_image_share_of_wal_records"] is not None else "no",
         db["wal_syncs_per_s"]))
+    cpu = breakdown.get("cpu")
+    if cpu:
+        parts.append("CPU (both cores): busy %.0f %%, idle %.0f %%, iowait %.0f %%, stolen by the hypervisor %.1f %%" % (
+            100 * cpu["busy_share"], 100 * cpu["idle_share"], 100 * cpu["iowait_share"], 100 * cpu["steal_share"]))
     log("%-12s during the latency run: %s" % (scenario, "; ".join(parts)))
 
 
@@ -619,11 +637,12 @@ def main():
             # middle of the next ten seconds (seen on 2026-12-02: a p99 went from about 9 ms to
             # 29.75 ms while both tables were auto-vacuumed and analysed during it).
             vacuum_tables()
-            histograms, activity = batch_histograms(engine), database_activity()
+            histograms, activity, cpu = batch_histograms(engine), database_activity(), machine_activity()
             measured = paced_run(pause_ms, PACED_SECONDS, tag)
             try:
+                cpu_after = machine_activity()
                 measured["where_the_time_went"] = where_the_time_went(
-                    scenario, histograms, batch_histograms(engine), activity, database_activity(), PACED_SECONDS)
+                    scenario, histograms, batch_histograms(engine), activity, database_activity(), PACED_SECONDS, cpu, cpu_after)
                 describe_time(scenario, measured["where_the_time_went"])
             except Exception as error:
                 # A side measurement: the run counts without it.
@@ -691,12 +710,13 @@ def main():
         # connection count of that peak, on freshly vacuumed tables like the engine's run.
         pgbench_level = max(runs, key=lambda r: r["pgbench"]["tps"])
         vacuum_tables()
-        activity = database_activity()
+        activity, cpu = database_activity(), machine_activity()
         reference_paced = pgbench_paced(reference_files(scenario), pgbench_level["pgbench_connections"], 0.7 * pgbench_peak)
         try:
             # Over the whole pgbench run (its first seconds included), for comparison with the engine's.
-            reference_paced["database"] = where_the_time_went(scenario, {}, {}, activity, database_activity(),
-                                                              PACED_SECONDS + PGBENCH_PACED_WARMUP)["database"]
+            activity = where_the_time_went(scenario, {}, {}, activity, database_activity(), PACED_SECONDS + PGBENCH_PACED_WARMUP,
+                                           cpu, machine_activity())
+            reference_paced["database"], reference_paced["cpu"] = activity["database"], activity["cpu"]
         except Exception as error:
             log("%-12s pgbench's database activity: not measured (%s)" % (scenario, error))
         log("%-12s pgbench alone at 70%% of its peak (%.0f/s offered, %d connections): %.0f/s, p50 %.2f ms p99 %.2f ms"
@@ -705,8 +725,8 @@ def main():
             reference_paced["p99_ms"], reference_paced["service_p50_ms"], reference_paced["service_p99_ms"]))
         if reference_paced.get("database"):
             db = reference_paced["database"]
-            log("%-12s pgbench alone, PostgreSQL: %d checkpoints, %.1f MB of WAL/s, %d WAL syncs/s" % (
-                scenario, db["checkpoints"], db["wal_mb_per_s"], db["wal_syncs_per_s"]))
+            log("%-12s pgbench alone, PostgreSQL: %d checkpoints, %.1f MB of WAL/s, %d WAL syncs/s; CPU stolen by the hypervisor %.1f %%" % (
+                scenario, db["checkpoints"], db["wal_mb_per_s"], db["wal_syncs_per_s"], 100 * reference_paced["cpu"]["steal_share"]))
         results["peaks"][scenario] = {
             "engine_rps": engine_peak, "pgbench_tps": pgbench_peak, "ratio": engine_peak / pgbench_peak if pgbench_peak else None,
             "target_ratio": TARGET_RATIOS[scenario],
@@ -741,7 +761,8 @@ def main():
               scenario, peak["engine_rps"], peak["pgbench_tps"], peak["ratio"] or 0, peak["target_ratio"], paced["rps"],
               paced["p50_ms"] or 0, paced["p99_ms"] or 0, reference["rps"] or 0, reference["p50_ms"], reference["p99_ms"]))
     print()
-    print("At about 70 %: requests the engine itself took over 10 ms to answer (its own clock, arrival to answer), and the group commit")
+    print("At about 70 %: requests the engine itself took over 10 ms to answer (its own clock, arrival to answer), the group commit,"
+          " and the CPU")
     for scenario, peak in results["peaks"].items():
         breakdown = peak["at_70_percent"].get("where_the_time_went")
         if not breakdown:
@@ -750,8 +771,10 @@ def main():
                            for route, r in breakdown.get("engine_request_duration", {}).items())
         kinds = ", ".join("%s %.1f rows, commit p99 <= %g ms" % (kind, k["rows_per_statement"], k["statement_p99_ms_at_most"])
                           for kind, k in breakdown["group_commit"].items())
-        print("%-14s wrk p99 %6.2f ms | engine over 10 ms: %s | %s" % (scenario, peak["at_70_percent"]["p99_ms"] or 0, routes,
-                                                                      kinds or "no statements"))
+        cpu = breakdown.get("cpu") or {}
+        print("%-14s wrk p99 %6.2f ms | engine over 10 ms: %s | %s | CPU idle %s, stolen %s" % (
+            scenario, peak["at_70_percent"]["p99_ms"] or 0, routes, kinds or "no statements",
+            "%.0f %%" % (100 * cpu["idle_share"]) if cpu else "-", "%.1f %%" % (100 * cpu["steal_share"]) if cpu else "-"))
     nginx = results["http_trivial_route_nginx"]
     print("HTTP trivial route (64 connections): %.0f requests/s%s" % (
         results["http_trivial_route"]["rps"], "; nginx on the same route: %.0f requests/s" % nginx["rps"] if nginx else ""))
