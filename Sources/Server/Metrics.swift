@@ -308,8 +308,10 @@ package final class MetricsRegistry: Sendable {
 /// Labels carry only bounded sets (listener, route names, status codes, configured issuers,
 /// states, causes), never a raw path or an identifier.
 package enum Metrics {
+    /// Finer around 10 ms, the latency the API is expected to keep at its p99, so that a scrape
+    /// tells on which side of it a tail lies.
     package static let requestDurationBuckets: [Double] =
-        [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+        [0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
     /// Every final state a cause can produce: these series start at 0, so `rate()` sees the
     /// first increment.

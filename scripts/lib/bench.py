@@ -291,11 +291,12 @@ def machine_activity():
 
 
 def histogram_quantile(buckets, fraction):
-    """The upper bound of the bucket holding the fraction-th observation (a bound, not an estimate)."""
+    """The upper bound, in ms, of the bucket holding the fraction-th observation (a bound, not an
+    estimate); None when there is none or it lies beyond the last finite bound."""
     total = buckets[-1][1] if buckets else 0
     for le, cumulative in buckets:
         if total and cumulative >= fraction * total:
-            return le
+            return round(1000 * le, 3) if le != float("inf") else None
     return None
 
 
@@ -322,7 +323,8 @@ def where_the_time_went(scenario, before, after, db_before, db_after, seconds, c
         duration = delta("oob_http_request_duration_seconds", route)
         if duration and duration["count"]:
             routes[route] = {"requests": int(duration["count"]), "over_5_ms": round(over(duration, 0.005), 4),
-                             "over_10_ms": round(over(duration, 0.01), 4), "over_25_ms": round(over(duration, 0.025), 4)}
+                             "over_10_ms": round(over(duration, 0.01), 4), "over_25_ms": round(over(duration, 0.025), 4),
+                             "p99_ms_at_most": histogram_quantile(duration["buckets"], 0.99)}
     kinds = {}
     for kind in BATCH_KINDS[scenario]:
         rows, commit, queue = (delta("oob_db_batch_rows", kind), delta("oob_db_batch_seconds", kind),
@@ -331,11 +333,11 @@ def where_the_time_went(scenario, before, after, db_before, db_after, seconds, c
             continue
         kinds[kind] = {
             "statements_per_s": round(rows["count"] / seconds, 1), "rows_per_statement": round(rows["sum"] / rows["count"], 1),
-            "statement_p50_ms_at_most": 1000 * histogram_quantile(commit["buckets"], 0.5),
-            "statement_p99_ms_at_most": 1000 * histogram_quantile(commit["buckets"], 0.99),
+            "statement_p50_ms_at_most": histogram_quantile(commit["buckets"], 0.5),
+            "statement_p99_ms_at_most": histogram_quantile(commit["buckets"], 0.99),
             "statements_over_10_ms": round(over(commit, 0.01), 4),
             "statement_mean_ms": round(1000 * commit["sum"] / commit["count"], 2),
-            "queue_p99_ms_at_most": 1000 * histogram_quantile(queue["buckets"], 0.99),
+            "queue_p99_ms_at_most": histogram_quantile(queue["buckets"], 0.99),
             "requests_queued_over_10_ms": round(over(queue, 0.01), 4),
         }
     d = {k: db_after[k] - db_before[k] for k in db_after}
@@ -351,10 +353,11 @@ def where_the_time_went(scenario, before, after, db_before, db_after, seconds, c
 
 
 def describe_time(scenario, breakdown):
-    parts = ["%s answered by the engine over 10 ms: %.2f %% (over 25 ms: %.2f %%)" % (route, 100 * r["over_10_ms"], 100 * r["over_25_ms"])
+    parts = ["%s answered by the engine: p99 <= %s ms, %.2f %% over 10 ms, %.2f %% over 25 ms" % (
+                 route, r["p99_ms_at_most"], 100 * r["over_10_ms"], 100 * r["over_25_ms"])
              for route, r in breakdown.get("engine_request_duration", {}).items()]
-    parts += ["%s: %.0f statements/s of %.1f rows, send to commit p50 <= %g ms p99 <= %g ms (%.1f %% over 10 ms),"
-             " wait to be sent p99 <= %g ms (%.1f %% of requests over 10 ms)" % (
+    parts += ["%s: %.0f statements/s of %.1f rows, send to commit p50 <= %s ms p99 <= %s ms (%.1f %% over 10 ms),"
+             " wait to be sent p99 <= %s ms (%.1f %% of requests over 10 ms)" % (
                  kind, k["statements_per_s"], k["rows_per_statement"], k["statement_p50_ms_at_most"], k["statement_p99_ms_at_most"],
                  100 * k["statements_over_10_ms"], k["queue_p99_ms_at_most"], 100 * k["requests_queued_over_10_ms"])
              for kind, k in breakdown["group_commit"].items()]
@@ -767,9 +770,9 @@ def main():
         breakdown = peak["at_70_percent"].get("where_the_time_went")
         if not breakdown:
             continue
-        routes = ", ".join("%s %.2f %%" % (route, 100 * r["over_10_ms"])
+        routes = ", ".join("%s %.2f %% (p99 <= %s ms)" % (route, 100 * r["over_10_ms"], r.get("p99_ms_at_most"))
                            for route, r in breakdown.get("engine_request_duration", {}).items())
-        kinds = ", ".join("%s %.1f rows, commit p99 <= %g ms" % (kind, k["rows_per_statement"], k["statement_p99_ms_at_most"])
+        kinds = ", ".join("%s %.1f rows, commit p99 <= %s ms" % (kind, k["rows_per_statement"], k["statement_p99_ms_at_most"])
                           for kind, k in breakdown["group_commit"].items())
         cpu = breakdown.get("cpu") or {}
         print("%-14s wrk p99 %6.2f ms | engine over 10 ms: %s | %s | CPU idle %s, stolen %s" % (
