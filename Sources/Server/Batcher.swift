@@ -16,8 +16,8 @@ package final class Batcher<Item: Sendable, Output: Sendable>: Sendable {
     private struct Waiter {
         var item: Item
         var key: String?
-        /// Monotonic nanoseconds, for `oob_db_batch_queue_seconds`.
-        var submittedAt: UInt64
+        /// `MonotonicTime` microseconds, for `oob_db_batch_queue_seconds`.
+        var submittedAt: Int64
         var continuation: CheckedContinuation<Output, any Error>
     }
 
@@ -47,7 +47,7 @@ package final class Batcher<Item: Sendable, Output: Sendable>: Sendable {
 
     package func submit(_ item: Item) async throws -> Output {
         let itemKey = key?(item)
-        let submittedAt = PostgresNotificationListener.monotonicNanoseconds()
+        let submittedAt = MonotonicTime.microseconds()
         return try await withCheckedThrowingContinuation { continuation in
             let launch = state.withLock { state -> Bool in
                 state.queue.append(Waiter(item: item, key: itemKey, submittedAt: submittedAt, continuation: continuation))
@@ -112,10 +112,10 @@ package final class Batcher<Item: Sendable, Output: Sendable>: Sendable {
 
     private func drain(_ connection: PostgresConnection) {
         while let batch = nextBatch() {
-            let sentAt = PostgresNotificationListener.monotonicNanoseconds()
+            let sentAt = MonotonicTime.microseconds()
             let outcome = Result { try runRetryingRollbacks(batch.map(\.item), connection) }
             metrics?.record(submittedAt: batch.lazy.map(\.submittedAt), sentAt: sentAt,
-                            committedAt: PostgresNotificationListener.monotonicNanoseconds())
+                            committedAt: MonotonicTime.microseconds())
             switch outcome {
             case .success(let results):
                 for (waiter, result) in zip(batch, results) { waiter.continuation.resume(with: result) }

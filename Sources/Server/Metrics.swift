@@ -457,13 +457,13 @@ package struct BatchMetrics: Sendable {
         queueSeconds = registry.histogram(Metrics.batchQueueSeconds, [kind])
     }
 
-    /// One statement: sent at `sentAt`, committed at `committedAt` (monotonic nanoseconds),
-    /// carrying requests submitted at `submittedAt`.
-    package func record(submittedAt: some Collection<UInt64>, sentAt: UInt64, committedAt: UInt64) {
+    /// One statement: sent at `sentAt`, committed at `committedAt` (`MonotonicTime`
+    /// microseconds), carrying requests submitted at `submittedAt`.
+    package func record(submittedAt: some Collection<Int64>, sentAt: Int64, committedAt: Int64) {
         rows?.observe(Double(submittedAt.count))
-        seconds?.observe(Double(committedAt &- sentAt) / 1e9)
+        seconds?.observe(Double(committedAt - sentAt) / 1e6)
         guard let queueSeconds else { return }
-        for submitted in submittedAt { queueSeconds.observe(Double(sentAt &- min(submitted, sentAt)) / 1e9) }
+        for submitted in submittedAt { queueSeconds.observe(Double(sentAt - min(submitted, sentAt)) / 1e6) }
     }
 }
 

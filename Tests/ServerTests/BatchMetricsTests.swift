@@ -22,7 +22,7 @@ import Testing
         let registry = Self.registry()
         let metrics = BatchMetrics(kind: "create", registry: registry)
         // Submitted at 0 and 1 ms, sent at 3 ms, committed at 7 ms.
-        metrics.record(submittedAt: [0, 1_000_000], sentAt: 3_000_000, committedAt: 7_000_000)
+        metrics.record(submittedAt: [0, 1_000], sentAt: 3_000, committedAt: 7_000)
         let rows = Self.lines(registry, "oob_db_batch_rows", kind: "create")
         #expect(rows.contains(#"_bucket{kind="create",le="1"} 0"#))
         #expect(rows.contains(#"_bucket{kind="create",le="2"} 1"#))

@@ -241,12 +241,17 @@ http {
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def scrape(engine):
+    """The engine's /metrics, as text."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % engine.ops, timeout=10) as r:
+        return r.read().decode()
+
+
 def cached_records(engine):
     """The engine's own count of authentications in its poll cache (the oob_poll_cache_records gauge)."""
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % engine.ops, timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith("oob_poll_cache_records "):
-                return int(float(line.split()[1]))
+    for line in scrape(engine).splitlines():
+        if line.startswith("oob_poll_cache_records "):
+            return int(float(line.split()[1]))
     return None
 
 
@@ -259,8 +264,7 @@ SCENARIO_ROUTES = {"authenticate": ["d1.authenticate"], "poll": ["d1.authenticat
 def batch_histograms(engine):
     """The engine's group-commit histograms and its API routes' durations:
     {(family, kind or route): {"buckets": [(le, cumulative)], "sum", "count"}}."""
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % engine.ops, timeout=10) as r:
-        text = r.read().decode()
+    text = scrape(engine)
     out = {}
     pattern = (r'^(oob_db_batch_\w+?|oob_http_request_duration_seconds)_(bucket|sum|count)'
                r'\{(?:kind|listener="api",route)="([\w.-]+)"(?:,le="([^"]+)")?\} (\S+)$')
@@ -300,7 +304,22 @@ def histogram_quantile(buckets, fraction):
     return None
 
 
-def where_the_time_went(scenario, before, after, db_before, db_after, seconds, cpu_before=None, cpu_after=None):
+def database_during(before, after, seconds):
+    """PostgreSQL's work between two `database_activity` readings `seconds` apart."""
+    d = {k: after[k] - before[k] for k in after}
+    return {"checkpoints": int(d["checkpoints"]), "wal_mb_per_s": round(d["wal_bytes"] / seconds / 1e6, 1),
+            "full_page_image_share_of_wal_records": round(d["wal_fpi"] / d["wal_records"], 3) if d["wal_records"] else None,
+            "wal_syncs_per_s": round(d["wal_sync"] / seconds)}
+
+
+def cpu_during(before, after):
+    """Shares of the CPU time between two `machine_activity` readings."""
+    d = {k: after[k] - before[k] for k in after}
+    total = sum(d.values())
+    return {k + "_share": round(v / total, 4) if total else None for k, v in d.items()}
+
+
+def where_the_time_went(scenario, before, after, db_before, db_after, seconds, cpu_before, cpu_after):
     """What the engine and PostgreSQL did during a latency run: the share of the scenario's
     requests the engine itself took over 5, 10 and 25 ms to answer; per kind of group-commit
     statement, how many, how full, the time from sending one to its commit (p50, p99, share over
@@ -340,16 +359,8 @@ def where_the_time_went(scenario, before, after, db_before, db_after, seconds, c
             "queue_p99_ms_at_most": histogram_quantile(queue["buckets"], 0.99),
             "requests_queued_over_10_ms": round(over(queue, 0.01), 4),
         }
-    d = {k: db_after[k] - db_before[k] for k in db_after}
-    database = {"checkpoints": int(d["checkpoints"]), "wal_mb_per_s": round(d["wal_bytes"] / seconds / 1e6, 1),
-                "full_page_image_share_of_wal_records": round(d["wal_fpi"] / d["wal_records"], 3) if d["wal_records"] else None,
-                "wal_syncs_per_s": round(d["wal_sync"] / seconds)}
-    machine = None
-    if cpu_before and cpu_after:
-        c = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
-        total = sum(c.values())
-        machine = {k + "_share": round(v / total, 4) if total else None for k, v in c.items()}
-    return {"engine_request_duration": routes, "group_commit": kinds, "database": database, "cpu": machine}
+    return {"engine_request_duration": routes, "group_commit": kinds,
+            "database": database_during(db_before, db_after, seconds), "cpu": cpu_during(cpu_before, cpu_after)}
 
 
 def describe_time(scenario, breakdown):
@@ -640,12 +651,12 @@ def main():
             # middle of the next ten seconds (seen on 2026-12-02: a p99 went from about 9 ms to
             # 29.75 ms while both tables were auto-vacuumed and analysed during it).
             vacuum_tables()
-            histograms, activity, cpu = batch_histograms(engine), database_activity(), machine_activity()
+            histograms, database, cpu = batch_histograms(engine), database_activity(), machine_activity()
             measured = paced_run(pause_ms, PACED_SECONDS, tag)
             try:
                 cpu_after = machine_activity()
                 measured["where_the_time_went"] = where_the_time_went(
-                    scenario, histograms, batch_histograms(engine), activity, database_activity(), PACED_SECONDS, cpu, cpu_after)
+                    scenario, histograms, batch_histograms(engine), database, database_activity(), PACED_SECONDS, cpu, cpu_after)
                 describe_time(scenario, measured["where_the_time_went"])
             except Exception as error:
                 # A side measurement: the run counts without it.
@@ -713,13 +724,12 @@ def main():
         # connection count of that peak, on freshly vacuumed tables like the engine's run.
         pgbench_level = max(runs, key=lambda r: r["pgbench"]["tps"])
         vacuum_tables()
-        activity, cpu = database_activity(), machine_activity()
+        database, cpu = database_activity(), machine_activity()
         reference_paced = pgbench_paced(reference_files(scenario), pgbench_level["pgbench_connections"], 0.7 * pgbench_peak)
         try:
             # Over the whole pgbench run (its first seconds included), for comparison with the engine's.
-            activity = where_the_time_went(scenario, {}, {}, activity, database_activity(), PACED_SECONDS + PGBENCH_PACED_WARMUP,
-                                           cpu, machine_activity())
-            reference_paced["database"], reference_paced["cpu"] = activity["database"], activity["cpu"]
+            reference_paced["cpu"] = cpu_during(cpu, machine_activity())
+            reference_paced["database"] = database_during(database, database_activity(), PACED_SECONDS + PGBENCH_PACED_WARMUP)
         except Exception as error:
             log("%-12s pgbench's database activity: not measured (%s)" % (scenario, error))
         log("%-12s pgbench alone at 70%% of its peak (%.0f/s offered, %d connections): %.0f/s, p50 %.2f ms p99 %.2f ms"
